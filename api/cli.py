@@ -1,0 +1,104 @@
+"""The `shuyu` command: a thin shell. Each command parses input, calls one service, prints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from api.output import emit, fail, json_option, progress_bar
+from shuyu.errors import ShuyuError
+from shuyu.platform import Platform, init_home, open_platform
+from shuyu.settings import Settings
+
+
+class ShuyuGroup(click.Group):
+    """Turns our errors into one line (or one JSON object) and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShuyuError as error:
+            fail(error, as_json="--json" in sys.argv)
+
+
+def platform_from(ctx: click.Context) -> Platform:
+    settings: Settings = ctx.find_root().obj["settings"]
+    return open_platform(settings)
+
+
+@click.group(cls=ShuyuGroup)
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    help="platform home (default $SHUYU_HOME or ./.shuyu)",
+)
+@click.pass_context
+def main(ctx: click.Context, home: Path | None) -> None:
+    """数域 shuyu: analysis over a city's public data that stays usable but invisible."""
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = Settings.from_env(home=home)
+
+
+@main.command()
+@json_option
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Create the platform home: metadata store, data folders and keys (idempotent)."""
+    settings: Settings = ctx.obj["settings"]
+    _, created = init_home(settings)
+    emit(
+        {"home": str(settings.home.resolve()), "store": _store_label(settings), "created": created},
+        as_json,
+    )
+
+
+@main.command("settings")
+@json_option
+def show_settings(as_json: bool) -> None:
+    """List every setting with its environment variable, default and meaning."""
+    rows = [{"variable": v, "default": d, "help": h} for v, d, h in Settings.describe()]
+    emit(rows, as_json, ["variable", "default", "help"])
+
+
+@main.command("demo-data")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="folder to write data and manifests into",
+)
+@click.option(
+    "--scale",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="1 ≈ 100k contributions",
+)
+@click.option("--seed", type=int, default=20261127, show_default=True)
+@json_option
+def demo_data(out: Path, scale: int, seed: int, as_json: bool) -> None:
+    """Write deterministic synthetic Wuhai-like public data with manifests."""
+    from catalog.demo_data import generate_demo_data
+
+    out.mkdir(parents=True, exist_ok=True)
+    with progress_bar(not as_json) as progress:
+        manifests = generate_demo_data(out, scale=scale, seed=seed, progress=progress)
+    emit(
+        [{"manifest": str(m)} for m in manifests], as_json, ["manifest"], title="demo data written"
+    )
+
+
+from api import cli_data  # noqa: E402  (registers catalog, grant, workspace and ledger commands)
+
+cli_data.register(main)
+
+
+def _store_label(settings: Settings) -> str:
+    return "sqlite" if settings.resolved_db_url.startswith("sqlite") else "postgresql"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The data catalog: manifests, immutable content-addressed snapshots, versions."""

@@ -1,0 +1,1 @@
+"""Governance: the tamper-evident ledger of every operation, and lineage queries over it."""

@@ -1,0 +1,156 @@
+"""The platform home (`SHUYU_HOME`): metadata store, data folders and secret material.
+
+Keys are created with `cryptography`, written 0600 in a 0700 folder, and only ever read by
+trusted platform code: never printed, logged, or copied into a sandbox or workspace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shuyu.errors import PlatformError
+from shuyu.settings import Settings
+from shuyu.store import Store
+
+PSEUDONYM_KEY = "pseudonym.key"
+SIGNING_KEY = "signing_ed25519.pem"
+SIGNING_PUB = "signing_ed25519.pub"
+SUBDIRS = ("data/snapshots", "data/workspaces", "data/jobs", "keys", "tmp")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: Store = field(repr=False)
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def actor(self) -> str:
+        return self.settings.actor
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.home / "data" / "snapshots"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.home / "data" / "workspaces"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "data" / "jobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.home / "tmp"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @cached_property
+    def _pseudonym_master(self) -> bytes:
+        return _read_secret(self.keys_dir / PSEUDONYM_KEY)
+
+    def project_key(self, project: str, purpose: str = "pseudonym") -> bytes:
+        """A key per (project, purpose): keys of different projects are unlinkable."""
+        return hmac.new(
+            self._pseudonym_master, f"{purpose}|{project}".encode(), hashlib.sha256
+        ).digest()
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        key = serialization.load_pem_private_key(_read_secret(self.keys_dir / SIGNING_KEY), None)
+        assert isinstance(key, Ed25519PrivateKey)
+        return key
+
+    def verify_key(self) -> Ed25519PublicKey:
+        key = serialization.load_pem_public_key((self.keys_dir / SIGNING_PUB).read_bytes())
+        assert isinstance(key, Ed25519PublicKey)
+        return key
+
+
+def init_home(settings: Settings) -> tuple[Platform, list[str]]:
+    """Create what is missing (idempotent); return the platform and what was created."""
+    home = settings.home
+    created: list[str] = []
+    try:
+        for sub in SUBDIRS:
+            path = home / sub
+            if not path.exists():
+                path.mkdir(parents=True, exist_ok=True)
+                created.append(str(path))
+        os.chmod(home / "keys", 0o700)
+        if _write_secret(home / "keys" / PSEUDONYM_KEY, secrets.token_bytes(32)):
+            created.append("pseudonymisation master key")
+        signing = Ed25519PrivateKey.generate()
+        pem = signing.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        if _write_secret(home / "keys" / SIGNING_KEY, pem):
+            pub = signing.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            (home / "keys" / SIGNING_PUB).write_bytes(pub)
+            created.append("Ed25519 signing key")
+    except OSError as exc:
+        raise PlatformError(
+            f"cannot initialise the platform home {home}: {exc.strerror}",
+            fix="choose a writable folder with SHUYU_HOME",
+        ) from exc
+    store = Store(settings.resolved_db_url)
+    store.create_schema()
+    return Platform(settings, store), created
+
+
+def open_platform(settings: Settings) -> Platform:
+    home = settings.home
+    if not (home / "keys" / PSEUDONYM_KEY).exists():
+        if home.exists() and not os.access(home, os.R_OK | os.X_OK):
+            raise PlatformError(
+                f"the platform home {home} is not readable",
+                fix="check its permissions or SHUYU_HOME",
+            )
+        raise PlatformError(
+            f"no platform home at {home}",
+            fix="run `shuyu init` (or set SHUYU_HOME to an initialised home)",
+        )
+    if not os.access(home, os.R_OK | os.W_OK | os.X_OK):
+        raise PlatformError(
+            f"the platform home {home} is not readable and writable", fix="check its permissions"
+        )
+    store = Store(settings.resolved_db_url)
+    return Platform(settings, store)
+
+
+def _write_secret(path: Path, content: bytes) -> bool:
+    """Write once with 0600 from the first byte; never overwrite an existing key."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(content)
+    return True
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PlatformError(
+            f"cannot read platform key {path.name}: {exc.strerror}", fix="run `shuyu init`"
+        ) from exc

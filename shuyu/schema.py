@@ -1,0 +1,101 @@
+"""Tables of the metadata store (SQLite or PostgreSQL). One declaration, created by `shuyu init`."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset", String(64), ForeignKey("datasets.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("classification", String(16), nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("snapshot_path", Text, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("registered_by", String(128), nullable=False),
+    UniqueConstraint("dataset", "version", name="uq_dataset_version"),
+    UniqueConstraint("dataset", "sha256", name="uq_dataset_sha"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("tenant", String(128), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("policy_hash", String(64), nullable=False),
+    Column("source_file", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("revoked_reason", Text),
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("cache_key", String(64), nullable=False, unique=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # real | synthetic
+    Column("grant_id", String(64), nullable=False),
+    Column("policy_hash", String(64), nullable=False),
+    Column("snapshots", JSON, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("built_at", DateTime(timezone=True), nullable=False),
+    Column("build_seconds", Float, nullable=False),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False, index=True),
+    Column("subject", String(256), nullable=False, index=True),
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# A single row that every ledger append locks, so the hash chain has one writer at a time.
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,80 @@
+"""Every setting declared once: name, default and help, read at start-up and passed in.
+
+Nothing reads the environment at import time; `Settings.from_env()` is called by the shells.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+def _setting(default: Any, env: str, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = _setting(Path(".shuyu"), "SHUYU_HOME", "platform home: store, data, keys")
+    db_url: str = _setting(
+        "", "SHUYU_DB_URL", "SQLAlchemy URL of the metadata store (default: SQLite in the home)"
+    )
+    actor: str = _setting(
+        "", "SHUYU_USER", "who is acting, recorded in the ledger (default: the OS user)"
+    )
+    backend: str = _setting(
+        "local", "SHUYU_BACKEND", "sandbox backend: local (bubblewrap) or docker"
+    )
+    runtime_cache: Path = _setting(
+        Path("/var/cache/shuyu/runtime"),
+        "SHUYU_RUNTIME_CACHE",
+        "where the job runtime rootfs is cached",
+    )
+    synthetic_rows: int = _setting(
+        2000, "SHUYU_SYNTHETIC_ROWS", "rows per dataset in synthetic-twin workspaces"
+    )
+    grant_years: int = _setting(5, "SHUYU_GRANT_YEARS", "default validity of a grant, in years")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.default, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        if not settings.actor:
+            settings = cls(**{**values, "actor": _os_user()})
+        return settings
+
+    @property
+    def resolved_db_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.home / 'shuyu.db').resolve()}"
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(environment variable, default, help) for the README and `shuyu settings`."""
+        return [(f.metadata["env"], str(f.default), f.metadata["help"]) for f in fields(cls)]
+
+
+def _coerce(default: Any, raw: str) -> Any:
+    if isinstance(default, Path):
+        return Path(raw)
+    if isinstance(default, bool):
+        return raw.lower() in {"1", "true", "yes"}
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+def _os_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, ImportError):
+        return f"uid-{os.getuid()}"
