@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,8 +16,10 @@ from rich.table import Table
 
 from shuyu.errors import ShuyuError
 
-console = Console()
-err_console = Console(stderr=True)
+# Pipes and CI logs get a wide fixed width instead of rich's 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="print machine-readable JSON instead of a table"
@@ -88,4 +91,5 @@ def _cell(value: Any) -> str:
         return ", ".join(str(v) for v in value)
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
+    text = str(value)
+    return text[:12] + "…" if HEX64.match(text) else text  # full hashes are in --json
