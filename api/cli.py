@@ -91,9 +91,10 @@ def demo_data(out: Path, scale: int, seed: int, as_json: bool) -> None:
     )
 
 
-from api import cli_data  # noqa: E402  (registers catalog, grant, workspace and ledger commands)
+from api import cli_data, cli_jobs  # noqa: E402  (each registers its group of commands)
 
 cli_data.register(main)
+cli_jobs.register(main)
 
 
 def _store_label(settings: Settings) -> str:

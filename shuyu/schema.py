@@ -99,3 +99,55 @@ ledger_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project", String(64), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("dev", Integer, nullable=False),  # 1 = development run on the synthetic twin
+    Column("spec", JSON, nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("state", String(32), nullable=False, index=True),
+    Column("failure", String(32)),
+    Column("reason", Text),
+    Column("backend", String(16), nullable=False),
+    Column("workspace_id", String(64)),
+    Column("grant_id", String(64)),
+    Column("submitted_by", String(128), nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("worker", String(128)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("cancel_requested", Integer, nullable=False, default=0),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("from_state", String(32)),
+    Column("to_state", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+job_outputs = Table(
+    "job_outputs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, index=True),
+    Column("action", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # collected | refused | undeclared | missing | log
+    Column("kind", String(16)),
+    Column("sha256", String(64)),
+    Column("size_bytes", BigInteger),
+    Column("rows", BigInteger),
+    Column("columns", Integer),
+    Column("stored_path", Text),
+    Column("reason", Text),
+    Column("declared", JSON),
+)

@@ -1,0 +1,199 @@
+"""Executes one job: workspace, then each action in a sandbox, then output collection.
+
+Shared by development runs (synthetic twin, outputs shown to the analyst) and production runs
+(real workspace, outputs held by the platform for the egress checks). The runner never reads
+what the job wrote except through `collect_outputs`, which does not follow links.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from jobs import records
+from jobs.records import Job
+from jobs.states import FailureKind, JobState
+from policies.workspace import build_workspace
+from sandbox.base import Failure, Limits, SandboxBackend, SandboxRequest, SandboxResult
+from sandbox.collect import collect_outputs
+from shuyu.errors import ShuyuError
+from shuyu.platform import Platform
+from shuyu.schema import job_outputs, jobs
+
+SQL_RUNNER = Path(__file__).with_name("sql_runner.py")
+FAILURES = {
+    Failure.NONZERO_EXIT: FailureKind.NONZERO_EXIT, Failure.TIMEOUT: FailureKind.TIMEOUT,
+    Failure.MEMORY: FailureKind.MEMORY, Failure.PIDS: FailureKind.PIDS,
+    Failure.OUTPUT_LIMIT: FailureKind.OUTPUT_LIMIT, Failure.FILE_SIZE: FailureKind.FILE_SIZE,
+    Failure.INTERNAL: FailureKind.INTERNAL,
+}
+
+
+class JobStopped(Exception):
+    """The job reached a terminal state while running (failed or cancelled)."""
+
+
+@dataclass
+class JobRun:
+    """One job being executed; `current_run_id` lets a watcher terminate its sandbox."""
+
+    platform: Platform
+    backend: SandboxBackend
+    job_id: str
+    actor: str
+    current_run_id: str | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    logs: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def job_dir(self) -> Path:
+        return self.platform.jobs_dir / self.job_id
+
+    def limits(self) -> Limits:
+        s = self.platform.settings
+        return Limits(
+            wall_seconds=float(s.job_wall_seconds), memory_bytes=s.job_memory_mb * 1024**2, pids=s.job_pids,
+            output_bytes=s.job_output_mb * 1024**2, log_bytes=s.job_log_kb * 1024,
+        )
+
+    def move(self, state: JobState, reason: str, failure: FailureKind | None = None, **fields: Any) -> Job:
+        with self.platform.store.transaction() as conn:
+            return records.transition(conn, self.job_id, state, reason, self.actor, failure, **fields)
+
+    def fail(self, failure: FailureKind, reason: str) -> None:
+        self.move(JobState.FAILED, reason, failure)
+        raise JobStopped(reason)
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            self.move(JobState.CANCELLED, "cancelled while running")
+            raise JobStopped("cancelled")
+
+    def execute(self) -> Job:
+        """From `preparing` to `checks_pending` (production) or `completed` (development)."""
+        with self.platform.store.read() as conn:
+            job = records.load(conn, self.job_id)
+        try:
+            try:
+                workspace = build_workspace(self.platform, job.project, "synthetic" if job.dev else "real")
+            except ShuyuError as exc:
+                self.fail(FailureKind.POLICY, f"workspace could not be built: {exc.message}")
+            with self.platform.store.transaction() as conn:
+                conn.execute(update(jobs).where(jobs.c.id == self.job_id).values(workspace_id=workspace.id))
+            spec = job.spec["spec"]
+            for action_name in job.spec["order"]:
+                self.check_cancelled()
+                self.run_action(action_name, spec["actions"][action_name], workspace.path)
+            final = JobState.COMPLETED if job.dev else JobState.CHECKS_PENDING
+            reason = "development run finished" if job.dev else "outputs collected; awaiting egress checks"
+            return self.move(final, reason)
+        except JobStopped:
+            with self.platform.store.read() as conn:
+                return records.load(conn, self.job_id)
+
+    def run_action(self, name: str, action: dict[str, Any], workspace: Path) -> None:
+        self.move(JobState.RUNNING, f"running action {name}")
+        if action.get("dp"):
+            self.fail(FailureKind.INTERNAL, f"action {name}: DP queries run in the platform's DP engine, "
+                                            "which is not enabled on this deployment")
+        code_dir = self.job_dir / "code"
+        self._stage_inputs(action, code_dir)
+        output_dir = self.job_dir / "work" / name
+        output_dir.mkdir(parents=True, exist_ok=True)
+        run_id = f"{self.job_id}-{name}"[:63].rstrip("-")
+        request = SandboxRequest(
+            run_id=run_id, argv=_argv(action), workspace=workspace, code_dir=code_dir, output_dir=output_dir,
+            limits=self.limits(), env={"SHUYU_INPUTS": "/code/_inputs", "SHUYU_ACTION": name},
+        )
+        self.current_run_id = run_id
+        try:
+            self.backend.prepare(request)
+            result = self.backend.execute(request)
+            self._keep_log(name, result)
+            self.move(JobState.COLLECTING, f"collecting outputs of action {name}")
+            report = collect_outputs(
+                output_dir, list(action["outputs"]), self.job_dir / "collected" / name,
+                max_files=self.platform.settings.job_max_outputs, max_bytes=request.limits.output_bytes,
+            )
+        finally:
+            self.backend.cleanup(run_id)
+            self.current_run_id = None
+            shutil.rmtree(output_dir, ignore_errors=True)
+        self._record_outputs(name, action, report)
+        self.check_cancelled()
+        if result.failure is not None:
+            self.fail(FAILURES[result.failure], f"action {name}: {_coarse(result)}")
+        problems = [o for o in report.refused] + [m for m in report.missing]
+        if problems:
+            first = problems[0]
+            self.fail(FailureKind.INVALID_OUTPUTS, f"action {name}: output {first.path}: {first.reason}")
+
+    def _stage_inputs(self, action: dict[str, Any], code_dir: Path) -> None:
+        """Earlier actions' collected outputs, readable by later actions at /code/_inputs/<action>/."""
+        for need in action.get("needs", []):
+            dep, _, path = need.partition("/")
+            source = self.job_dir / "collected" / dep
+            target = code_dir / "_inputs" / dep
+            if path:
+                (target / path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source / path, target / path)
+            elif not target.exists():
+                shutil.copytree(source, target)
+
+    def _keep_log(self, name: str, result: SandboxResult) -> None:
+        log_dir = self.job_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / f"{name}.log"
+        path.write_bytes(result.log + (b"\n[log truncated at the platform's cap]\n" if result.log_truncated else b""))
+        self.logs[name] = path.read_bytes()
+        with self.platform.store.transaction() as conn:
+            conn.execute(insert(job_outputs).values(
+                job_id=self.job_id, action=name, path=f"logs/{name}.log", status="log", kind="text",
+                size_bytes=path.stat().st_size, stored_path=str(path),
+                reason="truncated" if result.log_truncated else None,
+            ))
+
+    def _record_outputs(self, name: str, action: dict[str, Any], report: Any) -> None:
+        rows = []
+        for out in report.collected:
+            rows.append(dict(job_id=self.job_id, action=name, path=out.path, status="collected",
+                             kind=action["outputs"][out.path]["kind"], sha256=out.sha256, size_bytes=out.size,
+                             rows=out.rows, columns=out.columns, stored_path=str(out.stored_path),
+                             declared=action["outputs"][out.path]))
+        for status, items in (("refused", report.refused), ("undeclared", report.undeclared),
+                              ("missing", report.missing)):
+            for item in items:
+                rows.append(dict(job_id=self.job_id, action=name, path=item.path, status=status,
+                                 size_bytes=getattr(item, "size", None), reason=item.reason,
+                                 declared=action["outputs"].get(item.path)))
+        if rows:
+            with self.platform.store.transaction() as conn:
+                conn.execute(insert(job_outputs), rows)
+
+
+def _argv(action: dict[str, Any]) -> list[str]:
+    language, _, code_file = action["run"].partition(" ")
+    code_file = code_file.strip()
+    if language == "python":
+        return ["python", f"/code/{code_file}"]
+    (output,) = action["outputs"]  # validated: a sql action writes its one declared output
+    return ["python", "/code/_shuyu/run_sql.py", f"/code/{code_file}", f"/output/{output}"]
+
+
+def prepare_code(job_dir: Path) -> None:
+    """Platform helpers next to the analyst's code (read-only in the sandbox)."""
+    helper = job_dir / "code" / "_shuyu" / "run_sql.py"
+    helper.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SQL_RUNNER, helper)
+
+
+def _coarse(result: SandboxResult) -> str:
+    """Failure reasons for analysts: which limit or exit, never the log."""
+    if result.failure is Failure.NONZERO_EXIT:
+        return f"the code exited with status {result.exit_code}; the log is held by the platform"
+    return result.reason

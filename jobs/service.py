@@ -1,0 +1,149 @@
+"""Job service: submit, run in development, status, list, cancel, wait.
+
+The CLI and HTTP API both call these. Analysts see state and coarse reasons of production
+jobs, never their outputs or logs (those are held for the egress checks and reviewers).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from jobs import records
+from jobs.records import Job
+from jobs.runner import prepare_code
+from jobs.spec import LoadedSpec, load_spec, spec_record
+from jobs.states import ACTIVE, TERMINAL, JobState
+from lineage import ledger
+from policies.service import active_policy
+from shuyu.canonical import sha256_file, utcnow
+from shuyu.errors import Conflict, PolicyRefused, ValidationError
+from shuyu.platform import Platform
+from shuyu.schema import job_events, jobs
+
+WAIT_STATES = TERMINAL | {JobState.CHECKS_PENDING}
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the analyst may see of a job."""
+
+    job: Job
+    events: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+
+    def to_dict(self, detail: bool = False) -> dict[str, Any]:
+        j = self.job
+        base = {
+            "id": j.id, "name": j.name, "project": j.project, "dev": j.dev, "state": j.state.value,
+            "failure": j.failure, "reason": j.reason, "backend": j.backend,
+            "submitted_by": j.submitted_by, "submitted_at": j.submitted_at.isoformat(),
+            "updated_at": j.updated_at.isoformat(),
+        }
+        if detail:
+            base["events"] = self.events
+            base["outputs"] = [
+                {"action": o["action"], "path": o["path"], "status": o["status"], "reason": o["reason"],
+                 **({"size_bytes": o["size_bytes"], "rows": o["rows"], "sha256": o["sha256"]} if j.dev else {})}
+                for o in self.outputs if o["status"] != "log"
+            ]
+        return base
+
+
+def create_job(platform: Platform, spec_path: Path, dev: bool) -> Job:
+    """Validate the spec against the project's grant, copy and hash its code, record the job as queued."""
+    loaded = load_spec(spec_path)
+    job_id = f"job-{uuid.uuid4().hex[:12]}"
+    job_dir = platform.jobs_dir / job_id
+    try:
+        _copy_code(loaded, job_dir / "code")
+        prepare_code(job_dir)
+        with platform.store.transaction() as conn:
+            grant_id, policy = active_policy(conn, loaded.spec.project)
+            if policy.purpose != loaded.spec.purpose:
+                raise PolicyRefused(
+                    f"the job's purpose {loaded.spec.purpose} differs from the grant's purpose {policy.purpose}",
+                    file=str(spec_path), field="purpose", fix=f"use purpose: {policy.purpose}",
+                )
+            now = utcnow()
+            conn.execute(insert(jobs).values(
+                id=job_id, project=loaded.spec.project, name=loaded.spec.name, dev=int(dev),
+                spec=spec_record(loaded), spec_hash=loaded.hash, state=JobState.QUEUED.value,
+                reason="submitted", backend=platform.settings.backend, grant_id=grant_id,
+                submitted_by=platform.actor, submitted_at=now, updated_at=now, cancel_requested=0,
+            ))
+            conn.execute(insert(job_events).values(job_id=job_id, at=now, from_state=None,
+                                                   to_state=JobState.QUEUED.value, reason="submitted"))
+            ledger.append(conn, platform.actor, "job.submitted", f"job:{job_id}",
+                          {"project": loaded.spec.project, "name": loaded.spec.name, "dev": dev,
+                           "spec_hash": loaded.hash, "code": loaded.code, "grant": grant_id})
+            return records.load(conn, job_id)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+
+
+def submit(platform: Platform, spec_path: Path) -> Job:
+    return create_job(platform, spec_path, dev=False)
+
+
+def view(platform: Platform, job_id: str) -> JobView:
+    with platform.store.read() as conn:
+        return JobView(records.load(conn, job_id), records.events(conn, job_id), records.outputs(conn, job_id))
+
+
+def list_jobs(platform: Platform, project: str | None = None, state: str | None = None) -> list[Job]:
+    query = select(jobs.c.id).order_by(jobs.c.submitted_at.desc())
+    if project:
+        query = query.where(jobs.c.project == project)
+    if state:
+        query = query.where(jobs.c.state == state)
+    with platform.store.read() as conn:
+        return [records.load(conn, row.id) for row in conn.execute(query)]
+
+
+def cancel(platform: Platform, job_id: str, reason: str = "cancelled by the analyst") -> Job:
+    """Queued jobs are cancelled at once; running ones are stopped by their worker within seconds."""
+    with platform.store.transaction() as conn:
+        job = records.load(conn, job_id, lock=True)
+        if job.state in WAIT_STATES:
+            raise Conflict(f"job {job_id} is already {job.state.value}")
+        if job.state is JobState.QUEUED:
+            return records.transition(conn, job_id, JobState.CANCELLED, reason, platform.actor)
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=1))
+        ledger.append(conn, platform.actor, "job.cancel_requested", f"job:{job_id}", {"reason": reason})
+        return records.load(conn, job_id)
+
+
+def wait(platform: Platform, job_id: str, timeout: float = 600, poll: float = 0.2) -> Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        with platform.store.read() as conn:
+            job = records.load(conn, job_id)
+        if job.state in WAIT_STATES:
+            return job
+        if time.monotonic() > deadline:
+            raise Conflict(f"job {job_id} is still {job.state.value} after {timeout:.0f} s",
+                           fix="wait longer (--timeout) or check that a worker is running: shuyu worker")
+        time.sleep(poll)
+
+
+def is_active(job: Job) -> bool:
+    return job.state in ACTIVE
+
+
+def _copy_code(loaded: LoadedSpec, target: Path) -> None:
+    """Copy the code as hashed; a file changed between hashing and copying is refused."""
+    for rel, digest in loaded.code.items():
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(loaded.base / rel, dest)
+        if sha256_file(dest) != digest:
+            raise ValidationError(f"code file {rel} changed while it was being submitted", file=str(loaded.path),
+                                  fix="submit again")

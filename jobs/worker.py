@@ -1,0 +1,128 @@
+"""The worker: claims queued jobs one at a time, runs them, and recovers after crashed workers.
+
+Claiming is a conditional UPDATE (`... WHERE state = 'queued'`) inside a transaction that
+locks the row (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's write lock serialises the
+same), so two workers never take the same job. A worker heartbeats while it runs a job; a job
+whose worker has been silent longer than the lease is failed and its sandbox removed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from jobs import records
+from jobs.records import Job
+from jobs.runner import JobRun
+from jobs.states import ACTIVE, FailureKind, JobState
+from sandbox.base import SandboxBackend
+from shuyu.canonical import utcnow
+from shuyu.platform import Platform
+from shuyu.schema import jobs
+
+HEARTBEAT_SECONDS = 2.0
+
+
+@dataclass
+class Worker:
+    platform: Platform
+    backend: SandboxBackend
+    name: str = ""
+    dev: bool = False  # development workers take only dev jobs; production ones only real jobs
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:4]}"
+
+    def claim(self) -> str | None:
+        with self.platform.store.transaction() as conn:
+            query = (
+                select(jobs.c.id).where(jobs.c.state == JobState.QUEUED.value, jobs.c.dev == int(self.dev))
+                .order_by(jobs.c.submitted_at).limit(1).with_for_update(skip_locked=True)
+            )
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            now = utcnow()
+            taken = conn.execute(
+                update(jobs).where(jobs.c.id == row.id, jobs.c.state == JobState.QUEUED.value)
+                .values(worker=self.name, heartbeat_at=now)
+            ).rowcount
+            if taken != 1:
+                return None
+            records.transition(conn, row.id, JobState.PREPARING, f"claimed by worker {self.name}", self.name)
+            return row.id
+
+    def run_job(self, job_id: str) -> Job:
+        run = JobRun(self.platform, self.backend, job_id, actor=self.name)
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(run, stop), daemon=True)
+        beat.start()
+        try:
+            return run.execute()
+        except Exception as exc:  # never leave a job active because of a bug
+            with self.platform.store.transaction() as conn:
+                job = records.load(conn, job_id, lock=True)
+                if job.state in ACTIVE:
+                    records.transition(conn, job_id, JobState.FAILED, f"internal error: {type(exc).__name__}",
+                                       self.name, FailureKind.INTERNAL)
+            raise
+        finally:
+            stop.set()
+            beat.join()
+
+    def _heartbeat(self, run: JobRun, stop: threading.Event) -> None:
+        """Keep the lease and watch for cancellation requests."""
+        while not stop.wait(HEARTBEAT_SECONDS):
+            with self.platform.store.transaction() as conn:
+                conn.execute(update(jobs).where(jobs.c.id == run.job_id).values(heartbeat_at=utcnow()))
+                cancel = conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == run.job_id)).scalar()
+            if cancel and not run.cancelled.is_set():
+                run.cancelled.set()
+                if run.current_run_id:
+                    self.backend.terminate(run.current_run_id)
+
+    def recover(self) -> list[str]:
+        """Fail jobs whose worker stopped heartbeating, and remove sandboxes nobody owns."""
+        lease = timedelta(seconds=self.platform.settings.worker_lease_seconds)
+        failed = []
+        with self.platform.store.transaction() as conn:
+            stale = conn.execute(
+                select(jobs.c.id).where(jobs.c.state.in_([s.value for s in ACTIVE]),
+                                        jobs.c.heartbeat_at < utcnow() - lease).with_for_update(skip_locked=True)
+            ).all()
+            for row in stale:
+                records.transition(conn, row.id, JobState.FAILED, "the worker running this job stopped",
+                                   self.name, FailureKind.WORKER_LOST)
+                failed.append(row.id)
+            active = {r.id for r in conn.execute(select(jobs.c.id).where(jobs.c.state.in_([s.value for s in ACTIVE])))}
+        for run_id in self.backend.list_leftovers():
+            if not any(run_id.startswith(job_id) for job_id in active):
+                self.backend.cleanup(run_id)
+        return failed
+
+    def run(self, once: bool = False, poll: float = 0.5, stop: threading.Event | None = None,
+            on_job: Callable[[Job], None] | None = None) -> int:
+        """Loop: recover, claim, run. With `once`, stop when the queue is empty. Returns jobs run."""
+        stop = stop or threading.Event()
+        done = 0
+        self.recover()
+        while not stop.is_set():
+            job_id = self.claim()
+            if job_id is None:
+                if once:
+                    break
+                stop.wait(poll)
+                self.recover()
+                continue
+            job = self.run_job(job_id)
+            done += 1
+            if on_job:
+                on_job(job)
+        return done
