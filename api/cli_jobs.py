@@ -21,15 +21,26 @@ def register(main: click.Group) -> None:
 
     @job.command("run")
     @click.argument("spec", type=click.Path(path_type=Path))
-    @click.option("--dev", is_flag=True, help="run now on the synthetic twin; outputs land in output/ beside the spec")
-    @click.option("--backend", type=click.Choice(["local", "docker"]), help="override SHUYU_BACKEND")
+    @click.option(
+        "--dev",
+        is_flag=True,
+        help="run now on the synthetic twin; outputs land in output/ beside the spec",
+    )
+    @click.option(
+        "--backend", type=click.Choice(["local", "docker"]), help="override SHUYU_BACKEND"
+    )
     @json_option
     @click.pass_context
-    def job_run(ctx: click.Context, spec: Path, dev: bool, backend: str | None, as_json: bool) -> None:
+    def job_run(
+        ctx: click.Context, spec: Path, dev: bool, backend: str | None, as_json: bool
+    ) -> None:
         """Run a job now against the synthetic twin (--dev)."""
         if not dev:
-            raise ValidationError("only development runs start directly", field="--dev",
-                                  fix="add --dev, or queue a production run with `shuyu job submit SPEC`")
+            raise ValidationError(
+                "only development runs start directly",
+                field="--dev",
+                fix="add --dev, or queue a production run with `shuyu job submit SPEC`",
+            )
         from jobs.backends import open_backend
         from jobs.dev import run_dev
 
@@ -40,8 +51,16 @@ def register(main: click.Group) -> None:
         if as_json:
             emit(result.to_dict(), True)
         else:
-            emit({"job": result.job.id, "state": result.job.state.value, "reason": result.job.reason,
-                  "outputs": str(result.output_dir)}, False, title="development run (synthetic data)")
+            emit(
+                {
+                    "job": result.job.id,
+                    "state": result.job.state.value,
+                    "reason": result.job.reason,
+                    "outputs": str(result.output_dir),
+                },
+                False,
+                title="development run (synthetic data)",
+            )
             emit(result.outputs, False, ["action", "status", "rows", "path"], title="outputs")
             for name, text in result.logs.items():
                 console.rule(f"log of {name}")
@@ -72,7 +91,9 @@ def register(main: click.Group) -> None:
         if as_json:
             emit(detail, True)
             return
-        emit({k: v for k, v in detail.items() if k not in ("events", "outputs")}, False, title=job_id)
+        emit(
+            {k: v for k, v in detail.items() if k not in ("events", "outputs")}, False, title=job_id
+        )
         emit(detail["events"], False, ["at", "from", "to", "reason"], title="history")
         emit(detail["outputs"], False, ["action", "path", "status", "reason"], title="outputs")
 
@@ -114,7 +135,9 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @click.option("--once", is_flag=True, help="exit when the queue is empty")
-    @click.option("--backend", type=click.Choice(["local", "docker"]), help="override SHUYU_BACKEND")
+    @click.option(
+        "--backend", type=click.Choice(["local", "docker"]), help="override SHUYU_BACKEND"
+    )
     @click.pass_context
     def worker(ctx: click.Context, once: bool, backend: str | None) -> None:
         """Take queued production jobs and run them in sandboxes (run several at once if you like)."""
@@ -126,7 +149,9 @@ def register(main: click.Group) -> None:
             sandbox = open_backend(platform.settings, backend, progress)
         w = Worker(platform, sandbox)
         console.print(f"worker {w.name} on backend {sandbox.name}")
-        n = w.run(once=once, on_job=lambda j: console.print(f"{j.id}: {j.state.value} ({j.reason})"))
+        n = w.run(
+            once=once, on_job=lambda j: console.print(f"{j.id}: {j.state.value} ({j.reason})")
+        )
         console.print(f"worker {w.name} ran {n} job(s)")
 
     @main.group()
@@ -134,7 +159,9 @@ def register(main: click.Group) -> None:
         """The job runtime and sandbox backends."""
 
     @sandbox.command("build-image")
-    @click.option("--backend", type=click.Choice(["local", "docker"]), default="docker", show_default=True)
+    @click.option(
+        "--backend", type=click.Choice(["local", "docker"]), default="docker", show_default=True
+    )
     @json_option
     @click.pass_context
     def build_image_cmd(ctx: click.Context, backend: str, as_json: bool) -> None:
@@ -146,5 +173,13 @@ def register(main: click.Group) -> None:
             chosen = open_backend(settings, backend, progress)
         ok, why = chosen.available()
         runtime = getattr(chosen, "runtime", None)
-        emit({"backend": chosen.name, "available": ok, "detail": why,
-              "rootfs": str(getattr(runtime, "rootfs", "")), "image_id": getattr(runtime, "image_id", None)}, as_json)
+        emit(
+            {
+                "backend": chosen.name,
+                "available": ok,
+                "detail": why,
+                "rootfs": str(getattr(runtime, "rootfs", "")),
+                "image_id": getattr(runtime, "image_id", None),
+            },
+            as_json,
+        )

@@ -246,10 +246,14 @@ def _explain_cast_failure(
         if bad is not None:
             return ValidationError(
                 f"value {str(bad[0])[:40]!r} in data row {bad[1]} is not {spec.type}",
-                file=str(source), field=f"columns.{name}.type", fix="correct the value or the declared type",
+                file=str(source),
+                field=f"columns.{name}.type",
+                fix="correct the value or the declared type",
             )
     return ValidationError(
-        f"cannot read the data: {_first_line(exc)}", file=str(source), fix="correct the file or the manifest types"
+        f"cannot read the data: {_first_line(exc)}",
+        file=str(source),
+        fix="correct the file or the manifest types",
     )
 
 

@@ -12,16 +12,25 @@ from shuyu.settings import Settings
 
 
 def open_backend(
-    settings: Settings, name: str | None = None, progress: Callable[[str, int, int], None] | None = None
+    settings: Settings,
+    name: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> SandboxBackend:
     name = name or settings.backend
     if name not in BACKENDS:
-        raise ValidationError(f"unknown sandbox backend {name!r}", field="SHUYU_BACKEND",
-                              fix=f"use one of: {', '.join(BACKENDS)}")
+        raise ValidationError(
+            f"unknown sandbox backend {name!r}",
+            field="SHUYU_BACKEND",
+            fix=f"use one of: {', '.join(BACKENDS)}",
+        )
 
     def report(p: object) -> None:
         if progress is not None:
-            progress(f"job runtime: {getattr(p, 'step', '')}", getattr(p, "done", 0), getattr(p, "total", 1))
+            progress(
+                f"job runtime: {getattr(p, 'step', '')}",
+                getattr(p, "done", 0),
+                getattr(p, "total", 1),
+            )
 
     runtime = ensure_runtime(settings.runtime_cache, report)
     if name == "docker" and runtime.image_id is None:

@@ -28,8 +28,12 @@ class DevRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.job.id, "state": self.job.state.value, "failure": self.job.failure,
-            "reason": self.job.reason, "output_dir": str(self.output_dir), "outputs": self.outputs,
+            "id": self.job.id,
+            "state": self.job.state.value,
+            "failure": self.job.failure,
+            "reason": self.job.reason,
+            "output_dir": str(self.output_dir),
+            "outputs": self.outputs,
             "logs": self.logs,
         }
 
@@ -37,7 +41,9 @@ class DevRun:
 def run_dev(platform: Platform, spec_path: Path, backend: SandboxBackend) -> DevRun:
     job = create_job(platform, spec_path, dev=True)
     with platform.store.transaction() as conn:
-        records.transition(conn, job.id, JobState.PREPARING, "development run started", platform.actor)
+        records.transition(
+            conn, job.id, JobState.PREPARING, "development run started", platform.actor
+        )
     run = JobRun(platform, backend, job.id, actor=platform.actor)
     finished = run.execute()
     target = spec_path.parent / "output"
@@ -51,10 +57,23 @@ def run_dev(platform: Platform, spec_path: Path, backend: SandboxBackend) -> Dev
             dest = target / row["action"] / row["path"]
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(row["stored_path"], dest)
-            shown.append({"action": row["action"], "path": str(dest), "rows": row["rows"], "status": "collected"})
+            shown.append(
+                {
+                    "action": row["action"],
+                    "path": str(dest),
+                    "rows": row["rows"],
+                    "status": "collected",
+                }
+            )
         elif row["status"] != "log":
-            shown.append({"action": row["action"], "path": row["path"], "rows": None,
-                          "status": f"{row['status']}: {row['reason']}"})
+            shown.append(
+                {
+                    "action": row["action"],
+                    "path": row["path"],
+                    "rows": None,
+                    "status": f"{row['status']}: {row['reason']}",
+                }
+            )
     logs = {name: data.decode("utf-8", "replace") for name, data in run.logs.items()}
     for name, text in logs.items():
         (target / f"{name}.log").write_text(text, encoding="utf-8")

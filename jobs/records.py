@@ -43,15 +43,27 @@ def load(conn: Connection, job_id: str, lock: bool = False) -> Job:
     if row is None:
         raise NotFound(f"no job {job_id}", fix="see `shuyu job list`")
     m = row._mapping
-    return Job(**{**m, "state": JobState(m["state"]), "dev": bool(m["dev"]),
-                  "cancel_requested": bool(m["cancel_requested"]), "submitted_at": as_utc(m["submitted_at"]),
-                  "updated_at": as_utc(m["updated_at"]),
-                  "heartbeat_at": as_utc(m["heartbeat_at"]) if m["heartbeat_at"] else None})
+    return Job(
+        **{
+            **m,
+            "state": JobState(m["state"]),
+            "dev": bool(m["dev"]),
+            "cancel_requested": bool(m["cancel_requested"]),
+            "submitted_at": as_utc(m["submitted_at"]),
+            "updated_at": as_utc(m["updated_at"]),
+            "heartbeat_at": as_utc(m["heartbeat_at"]) if m["heartbeat_at"] else None,
+        }
+    )
 
 
 def transition(
-    conn: Connection, job_id: str, new: JobState, reason: str, actor: str,
-    failure: FailureKind | None = None, **fields: Any,
+    conn: Connection,
+    job_id: str,
+    new: JobState,
+    reason: str,
+    actor: str,
+    failure: FailureKind | None = None,
+    **fields: Any,
 ) -> Job:
     """Move a job to `new`, if allowed from its current state, recording why (event + ledger)."""
     job = load(conn, job_id, lock=True)
@@ -62,19 +74,33 @@ def transition(
     if failure is not None:
         values["failure"] = failure.value
     conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
-    conn.execute(insert(job_events).values(job_id=job_id, at=now, from_state=job.state.value,
-                                           to_state=new.value, reason=reason))
-    ledger.append(conn, actor, f"job.{new.value}", f"job:{job_id}",
-                  {"from": job.state.value, "reason": reason, "failure": failure.value if failure else None})
+    conn.execute(
+        insert(job_events).values(
+            job_id=job_id, at=now, from_state=job.state.value, to_state=new.value, reason=reason
+        )
+    )
+    ledger.append(
+        conn,
+        actor,
+        f"job.{new.value}",
+        f"job:{job_id}",
+        {"from": job.state.value, "reason": reason, "failure": failure.value if failure else None},
+    )
     return load(conn, job_id)
 
 
 def events(conn: Connection, job_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id))
-    return [{"at": as_utc(r.at).isoformat(), "from": r.from_state, "to": r.to_state, "reason": r.reason}
-            for r in rows]
+    rows = conn.execute(
+        select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.id)
+    )
+    return [
+        {"at": as_utc(r.at).isoformat(), "from": r.from_state, "to": r.to_state, "reason": r.reason}
+        for r in rows
+    ]
 
 
 def outputs(conn: Connection, job_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(select(job_outputs).where(job_outputs.c.job_id == job_id).order_by(job_outputs.c.id))
+    rows = conn.execute(
+        select(job_outputs).where(job_outputs.c.job_id == job_id).order_by(job_outputs.c.id)
+    )
     return [dict(r._mapping) for r in rows]

@@ -20,16 +20,19 @@ from jobs.records import Job
 from jobs.states import FailureKind, JobState
 from policies.workspace import build_workspace
 from sandbox.base import Failure, Limits, SandboxBackend, SandboxRequest, SandboxResult
-from sandbox.collect import collect_outputs
+from sandbox.collect import CollectionReport, collect_outputs
 from shuyu.errors import ShuyuError
 from shuyu.platform import Platform
 from shuyu.schema import job_outputs, jobs
 
 SQL_RUNNER = Path(__file__).with_name("sql_runner.py")
 FAILURES = {
-    Failure.NONZERO_EXIT: FailureKind.NONZERO_EXIT, Failure.TIMEOUT: FailureKind.TIMEOUT,
-    Failure.MEMORY: FailureKind.MEMORY, Failure.PIDS: FailureKind.PIDS,
-    Failure.OUTPUT_LIMIT: FailureKind.OUTPUT_LIMIT, Failure.FILE_SIZE: FailureKind.FILE_SIZE,
+    Failure.NONZERO_EXIT: FailureKind.NONZERO_EXIT,
+    Failure.TIMEOUT: FailureKind.TIMEOUT,
+    Failure.MEMORY: FailureKind.MEMORY,
+    Failure.PIDS: FailureKind.PIDS,
+    Failure.OUTPUT_LIMIT: FailureKind.OUTPUT_LIMIT,
+    Failure.FILE_SIZE: FailureKind.FILE_SIZE,
     Failure.INTERNAL: FailureKind.INTERNAL,
 }
 
@@ -57,13 +60,20 @@ class JobRun:
     def limits(self) -> Limits:
         s = self.platform.settings
         return Limits(
-            wall_seconds=float(s.job_wall_seconds), memory_bytes=s.job_memory_mb * 1024**2, pids=s.job_pids,
-            output_bytes=s.job_output_mb * 1024**2, log_bytes=s.job_log_kb * 1024,
+            wall_seconds=float(s.job_wall_seconds),
+            memory_bytes=s.job_memory_mb * 1024**2,
+            pids=s.job_pids,
+            output_bytes=s.job_output_mb * 1024**2,
+            log_bytes=s.job_log_kb * 1024,
         )
 
-    def move(self, state: JobState, reason: str, failure: FailureKind | None = None, **fields: Any) -> Job:
+    def move(
+        self, state: JobState, reason: str, failure: FailureKind | None = None, **fields: Any
+    ) -> Job:
         with self.platform.store.transaction() as conn:
-            return records.transition(conn, self.job_id, state, reason, self.actor, failure, **fields)
+            return records.transition(
+                conn, self.job_id, state, reason, self.actor, failure, **fields
+            )
 
     def fail(self, failure: FailureKind, reason: str) -> None:
         self.move(JobState.FAILED, reason, failure)
@@ -80,17 +90,25 @@ class JobRun:
             job = records.load(conn, self.job_id)
         try:
             try:
-                workspace = build_workspace(self.platform, job.project, "synthetic" if job.dev else "real")
+                workspace = build_workspace(
+                    self.platform, job.project, "synthetic" if job.dev else "real"
+                )
             except ShuyuError as exc:
                 self.fail(FailureKind.POLICY, f"workspace could not be built: {exc.message}")
             with self.platform.store.transaction() as conn:
-                conn.execute(update(jobs).where(jobs.c.id == self.job_id).values(workspace_id=workspace.id))
+                conn.execute(
+                    update(jobs).where(jobs.c.id == self.job_id).values(workspace_id=workspace.id)
+                )
             spec = job.spec["spec"]
             for action_name in job.spec["order"]:
                 self.check_cancelled()
                 self.run_action(action_name, spec["actions"][action_name], workspace.path)
             final = JobState.COMPLETED if job.dev else JobState.CHECKS_PENDING
-            reason = "development run finished" if job.dev else "outputs collected; awaiting egress checks"
+            reason = (
+                "development run finished"
+                if job.dev
+                else "outputs collected; awaiting egress checks"
+            )
             return self.move(final, reason)
         except JobStopped:
             with self.platform.store.read() as conn:
@@ -99,16 +117,25 @@ class JobRun:
     def run_action(self, name: str, action: dict[str, Any], workspace: Path) -> None:
         self.move(JobState.RUNNING, f"running action {name}")
         if action.get("dp"):
-            self.fail(FailureKind.INTERNAL, f"action {name}: DP queries run in the platform's DP engine, "
-                                            "which is not enabled on this deployment")
+            self.fail(
+                FailureKind.INTERNAL,
+                f"action {name}: DP queries run in the platform's DP engine, "
+                "which is not enabled on this deployment",
+            )
         code_dir = self.job_dir / "code"
         self._stage_inputs(action, code_dir)
+        make_readable(code_dir)
         output_dir = self.job_dir / "work" / name
         output_dir.mkdir(parents=True, exist_ok=True)
         run_id = f"{self.job_id}-{name}"[:63].rstrip("-")
         request = SandboxRequest(
-            run_id=run_id, argv=_argv(action), workspace=workspace, code_dir=code_dir, output_dir=output_dir,
-            limits=self.limits(), env={"SHUYU_INPUTS": "/code/_inputs", "SHUYU_ACTION": name},
+            run_id=run_id,
+            argv=_argv(action),
+            workspace=workspace,
+            code_dir=code_dir,
+            output_dir=output_dir,
+            limits=self.limits(),
+            env={"SHUYU_INPUTS": "/code/_inputs", "SHUYU_ACTION": name},
         )
         self.current_run_id = run_id
         try:
@@ -117,8 +144,11 @@ class JobRun:
             self._keep_log(name, result)
             self.move(JobState.COLLECTING, f"collecting outputs of action {name}")
             report = collect_outputs(
-                output_dir, list(action["outputs"]), self.job_dir / "collected" / name,
-                max_files=self.platform.settings.job_max_outputs, max_bytes=request.limits.output_bytes,
+                output_dir,
+                list(action["outputs"]),
+                max_files=self.platform.settings.job_max_outputs,
+                max_bytes=request.limits.output_bytes,
+                dest=self.job_dir / "collected" / name,
             )
         finally:
             self.backend.cleanup(run_id)
@@ -128,10 +158,16 @@ class JobRun:
         self.check_cancelled()
         if result.failure is not None:
             self.fail(FAILURES[result.failure], f"action {name}: {_coarse(result)}")
-        problems = [o for o in report.refused] + [m for m in report.missing]
-        if problems:
-            first = problems[0]
-            self.fail(FailureKind.INVALID_OUTPUTS, f"action {name}: output {first.path}: {first.reason}")
+        if report.refused:
+            first = report.refused[0]
+            self.fail(
+                FailureKind.INVALID_OUTPUTS, f"action {name}: output {first.path}: {first.reason}"
+            )
+        if report.missing:
+            self.fail(
+                FailureKind.INVALID_OUTPUTS,
+                f"action {name}: declared output {report.missing[0]} was not written",
+            )
 
     def _stage_inputs(self, action: dict[str, Any], code_dir: Path) -> None:
         """Earlier actions' collected outputs, readable by later actions at /code/_inputs/<action>/."""
@@ -149,31 +185,72 @@ class JobRun:
         log_dir = self.job_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / f"{name}.log"
-        path.write_bytes(result.log + (b"\n[log truncated at the platform's cap]\n" if result.log_truncated else b""))
+        path.write_bytes(
+            result.log
+            + (b"\n[log truncated at the platform's cap]\n" if result.log_truncated else b"")
+        )
         self.logs[name] = path.read_bytes()
         with self.platform.store.transaction() as conn:
-            conn.execute(insert(job_outputs).values(
-                job_id=self.job_id, action=name, path=f"logs/{name}.log", status="log", kind="text",
-                size_bytes=path.stat().st_size, stored_path=str(path),
-                reason="truncated" if result.log_truncated else None,
-            ))
+            conn.execute(
+                insert(job_outputs).values(
+                    job_id=self.job_id,
+                    action=name,
+                    path=f"logs/{name}.log",
+                    status="log",
+                    kind="text",
+                    size_bytes=path.stat().st_size,
+                    stored_path=str(path),
+                    reason="truncated" if result.log_truncated else None,
+                )
+            )
 
-    def _record_outputs(self, name: str, action: dict[str, Any], report: Any) -> None:
+    def _record_outputs(self, name: str, action: dict[str, Any], report: CollectionReport) -> None:
+        declared = action["outputs"]
         rows = []
-        for out in report.collected:
-            rows.append(dict(job_id=self.job_id, action=name, path=out.path, status="collected",
-                             kind=action["outputs"][out.path]["kind"], sha256=out.sha256, size_bytes=out.size,
-                             rows=out.rows, columns=out.columns, stored_path=str(out.stored_path),
-                             declared=action["outputs"][out.path]))
-        for status, items in (("refused", report.refused), ("undeclared", report.undeclared),
-                              ("missing", report.missing)):
+        for out in report.accepted:
+            rows.append(
+                dict(
+                    job_id=self.job_id,
+                    action=name,
+                    path=out.path,
+                    status="collected",
+                    kind=declared[out.path]["kind"],
+                    sha256=out.sha256,
+                    size_bytes=out.size,
+                    rows=out.rows,
+                    columns=out.columns,
+                    declared=declared[out.path],
+                    stored_path=str(self.job_dir / "collected" / name / out.path),
+                )
+            )
+        for status, items in (("refused", report.refused), ("undeclared", report.undeclared)):
             for item in items:
-                rows.append(dict(job_id=self.job_id, action=name, path=item.path, status=status,
-                                 size_bytes=getattr(item, "size", None), reason=item.reason,
-                                 declared=action["outputs"].get(item.path)))
+                rows.append(
+                    dict(
+                        job_id=self.job_id,
+                        action=name,
+                        path=item.path,
+                        status=status,
+                        size_bytes=item.size,
+                        reason=item.reason,
+                        declared=declared.get(item.path),
+                    )
+                )
+        for path in report.missing:
+            rows.append(
+                dict(
+                    job_id=self.job_id,
+                    action=name,
+                    path=path,
+                    status="missing",
+                    reason="declared but not written",
+                    declared=declared.get(path),
+                )
+            )
         if rows:
+            blank = dict.fromkeys(c.name for c in job_outputs.columns if c.name != "id")
             with self.platform.store.transaction() as conn:
-                conn.execute(insert(job_outputs), rows)
+                conn.execute(insert(job_outputs), [{**blank, **r} for r in rows])
 
 
 def _argv(action: dict[str, Any]) -> list[str]:
@@ -190,6 +267,14 @@ def prepare_code(job_dir: Path) -> None:
     helper = job_dir / "code" / "_shuyu" / "run_sql.py"
     helper.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SQL_RUNNER, helper)
+    make_readable(job_dir / "code")
+
+
+def make_readable(folder: Path) -> None:
+    """The sandbox user is not the platform's user: code must be world-readable (never writable)."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _coarse(result: SandboxResult) -> str:

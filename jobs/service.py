@@ -41,17 +41,34 @@ class JobView:
     def to_dict(self, detail: bool = False) -> dict[str, Any]:
         j = self.job
         base = {
-            "id": j.id, "name": j.name, "project": j.project, "dev": j.dev, "state": j.state.value,
-            "failure": j.failure, "reason": j.reason, "backend": j.backend,
-            "submitted_by": j.submitted_by, "submitted_at": j.submitted_at.isoformat(),
+            "id": j.id,
+            "name": j.name,
+            "project": j.project,
+            "dev": j.dev,
+            "state": j.state.value,
+            "failure": j.failure,
+            "reason": j.reason,
+            "backend": j.backend,
+            "submitted_by": j.submitted_by,
+            "submitted_at": j.submitted_at.isoformat(),
             "updated_at": j.updated_at.isoformat(),
         }
         if detail:
             base["events"] = self.events
             base["outputs"] = [
-                {"action": o["action"], "path": o["path"], "status": o["status"], "reason": o["reason"],
-                 **({"size_bytes": o["size_bytes"], "rows": o["rows"], "sha256": o["sha256"]} if j.dev else {})}
-                for o in self.outputs if o["status"] != "log"
+                {
+                    "action": o["action"],
+                    "path": o["path"],
+                    "status": o["status"],
+                    "reason": o["reason"],
+                    **(
+                        {"size_bytes": o["size_bytes"], "rows": o["rows"], "sha256": o["sha256"]}
+                        if j.dev
+                        else {}
+                    ),
+                }
+                for o in self.outputs
+                if o["status"] != "log"
             ]
         return base
 
@@ -69,20 +86,52 @@ def create_job(platform: Platform, spec_path: Path, dev: bool) -> Job:
             if policy.purpose != loaded.spec.purpose:
                 raise PolicyRefused(
                     f"the job's purpose {loaded.spec.purpose} differs from the grant's purpose {policy.purpose}",
-                    file=str(spec_path), field="purpose", fix=f"use purpose: {policy.purpose}",
+                    file=str(spec_path),
+                    field="purpose",
+                    fix=f"use purpose: {policy.purpose}",
                 )
             now = utcnow()
-            conn.execute(insert(jobs).values(
-                id=job_id, project=loaded.spec.project, name=loaded.spec.name, dev=int(dev),
-                spec=spec_record(loaded), spec_hash=loaded.hash, state=JobState.QUEUED.value,
-                reason="submitted", backend=platform.settings.backend, grant_id=grant_id,
-                submitted_by=platform.actor, submitted_at=now, updated_at=now, cancel_requested=0,
-            ))
-            conn.execute(insert(job_events).values(job_id=job_id, at=now, from_state=None,
-                                                   to_state=JobState.QUEUED.value, reason="submitted"))
-            ledger.append(conn, platform.actor, "job.submitted", f"job:{job_id}",
-                          {"project": loaded.spec.project, "name": loaded.spec.name, "dev": dev,
-                           "spec_hash": loaded.hash, "code": loaded.code, "grant": grant_id})
+            conn.execute(
+                insert(jobs).values(
+                    id=job_id,
+                    project=loaded.spec.project,
+                    name=loaded.spec.name,
+                    dev=int(dev),
+                    spec=spec_record(loaded),
+                    spec_hash=loaded.hash,
+                    state=JobState.QUEUED.value,
+                    reason="submitted",
+                    backend=platform.settings.backend,
+                    grant_id=grant_id,
+                    submitted_by=platform.actor,
+                    submitted_at=now,
+                    updated_at=now,
+                    cancel_requested=0,
+                )
+            )
+            conn.execute(
+                insert(job_events).values(
+                    job_id=job_id,
+                    at=now,
+                    from_state=None,
+                    to_state=JobState.QUEUED.value,
+                    reason="submitted",
+                )
+            )
+            ledger.append(
+                conn,
+                platform.actor,
+                "job.submitted",
+                f"job:{job_id}",
+                {
+                    "project": loaded.spec.project,
+                    "name": loaded.spec.name,
+                    "dev": dev,
+                    "spec_hash": loaded.hash,
+                    "code": loaded.code,
+                    "grant": grant_id,
+                },
+            )
             return records.load(conn, job_id)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
@@ -95,10 +144,14 @@ def submit(platform: Platform, spec_path: Path) -> Job:
 
 def view(platform: Platform, job_id: str) -> JobView:
     with platform.store.read() as conn:
-        return JobView(records.load(conn, job_id), records.events(conn, job_id), records.outputs(conn, job_id))
+        return JobView(
+            records.load(conn, job_id), records.events(conn, job_id), records.outputs(conn, job_id)
+        )
 
 
-def list_jobs(platform: Platform, project: str | None = None, state: str | None = None) -> list[Job]:
+def list_jobs(
+    platform: Platform, project: str | None = None, state: str | None = None
+) -> list[Job]:
     query = select(jobs.c.id).order_by(jobs.c.submitted_at.desc())
     if project:
         query = query.where(jobs.c.project == project)
@@ -117,7 +170,9 @@ def cancel(platform: Platform, job_id: str, reason: str = "cancelled by the anal
         if job.state is JobState.QUEUED:
             return records.transition(conn, job_id, JobState.CANCELLED, reason, platform.actor)
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=1))
-        ledger.append(conn, platform.actor, "job.cancel_requested", f"job:{job_id}", {"reason": reason})
+        ledger.append(
+            conn, platform.actor, "job.cancel_requested", f"job:{job_id}", {"reason": reason}
+        )
         return records.load(conn, job_id)
 
 
@@ -129,8 +184,10 @@ def wait(platform: Platform, job_id: str, timeout: float = 600, poll: float = 0.
         if job.state in WAIT_STATES:
             return job
         if time.monotonic() > deadline:
-            raise Conflict(f"job {job_id} is still {job.state.value} after {timeout:.0f} s",
-                           fix="wait longer (--timeout) or check that a worker is running: shuyu worker")
+            raise Conflict(
+                f"job {job_id} is still {job.state.value} after {timeout:.0f} s",
+                fix="wait longer (--timeout) or check that a worker is running: shuyu worker",
+            )
         time.sleep(poll)
 
 
@@ -145,5 +202,8 @@ def _copy_code(loaded: LoadedSpec, target: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(loaded.base / rel, dest)
         if sha256_file(dest) != digest:
-            raise ValidationError(f"code file {rel} changed while it was being submitted", file=str(loaded.path),
-                                  fix="submit again")
+            raise ValidationError(
+                f"code file {rel} changed while it was being submitted",
+                file=str(loaded.path),
+                fix="submit again",
+            )

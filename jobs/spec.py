@@ -56,7 +56,9 @@ class DPQuery(BaseModel):
     @classmethod
     def _select(cls, value: str) -> str:
         if not re.match(r"(?is)^\s*select\s", value) or ";" in value.strip().rstrip(";"):
-            raise ValueError("a DP query is one SELECT statement | fix: write SELECT ... FROM dataset GROUP BY ...")
+            raise ValueError(
+                "a DP query is one SELECT statement | fix: write SELECT ... FROM dataset GROUP BY ..."
+            )
         return value.strip().rstrip(";")
 
 
@@ -71,11 +73,17 @@ class ActionSpec(BaseModel):
     @model_validator(mode="after")
     def _one_kind(self) -> ActionSpec:
         if (self.run is None) == (self.dp is None):
-            raise ValueError("an action has exactly one of `run:` or `dp:` | fix: e.g. run: python analysis.py")
+            raise ValueError(
+                "an action has exactly one of `run:` or `dp:` | fix: e.g. run: python analysis.py"
+            )
         if self.run is not None and not RUN_FORM.match(self.run):
-            raise ValueError("run must be `python FILE` or `sql FILE` | fix: e.g. run: python analysis.py")
+            raise ValueError(
+                "run must be `python FILE` or `sql FILE` | fix: e.g. run: python analysis.py"
+            )
         if (self.dp is not None or self.language == "sql") and len(self.outputs) != 1:
-            raise ValueError("a DP or SQL action has exactly one output | fix: declare one table output")
+            raise ValueError(
+                "a DP or SQL action has exactly one output | fix: declare one table output"
+            )
         return self
 
     @property
@@ -95,7 +103,9 @@ class JobSpec(BaseModel):
     project: str
     purpose: Literal["public_governance", "public_welfare", "industry_development"]
     description: str = ""
-    files: tuple[str, ...] = ()  # extra code files (modules the scripts import), relative to the spec
+    files: tuple[
+        str, ...
+    ] = ()  # extra code files (modules the scripts import), relative to the spec
     actions: dict[str, ActionSpec] = Field(min_length=1)
 
     @field_validator("name", "project")
@@ -110,8 +120,8 @@ class JobSpec(BaseModel):
 class LoadedSpec:
     spec: JobSpec
     path: Path
-    order: tuple[str, ...]           # actions in dependency order
-    code: dict[str, str]             # relative code path -> sha256
+    order: tuple[str, ...]  # actions in dependency order
+    code: dict[str, str]  # relative code path -> sha256
 
     @property
     def base(self) -> Path:
@@ -127,18 +137,30 @@ def load_spec(path: Path) -> LoadedSpec:
     file = str(path)
     for name, action in spec.actions.items():
         if not ACTION_NAME.match(name):
-            raise ValidationError(f"action name {name!r} is not allowed", file=file, field=f"actions.{name}",
-                                  fix="use lower-case letters, digits, - and _")
+            raise ValidationError(
+                f"action name {name!r} is not allowed",
+                file=file,
+                field=f"actions.{name}",
+                fix="use lower-case letters, digits, - and _",
+            )
         for out in action.outputs:
             _check_output_path(out, action.outputs[out].kind, file, f"actions.{name}.outputs.{out}")
         for need in action.needs:
             target, _, output = need.partition("/")
             if target not in spec.actions:
-                raise ValidationError(f"needs unknown action {target!r}", file=file, field=f"actions.{name}.needs",
-                                      fix=f"use one of: {', '.join(a for a in spec.actions if a != name)}")
+                raise ValidationError(
+                    f"needs unknown action {target!r}",
+                    file=file,
+                    field=f"actions.{name}.needs",
+                    fix=f"use one of: {', '.join(a for a in spec.actions if a != name)}",
+                )
             if output and output not in spec.actions[target].outputs:
-                raise ValidationError(f"action {target} declares no output {output!r}", file=file,
-                                      field=f"actions.{name}.needs", fix="declare it in that action's outputs")
+                raise ValidationError(
+                    f"action {target} declares no output {output!r}",
+                    file=file,
+                    field=f"actions.{name}.needs",
+                    fix="declare it in that action's outputs",
+                )
     order = _topological(spec, file)
     code = _hash_code(spec, path)
     return LoadedSpec(spec, path, order, code)
@@ -146,16 +168,36 @@ def load_spec(path: Path) -> LoadedSpec:
 
 def _check_output_path(out: str, kind: str, file: str, field: str) -> None:
     pure = PurePosixPath(out)
-    if pure.is_absolute() or ".." in pure.parts or out.startswith("~") or "\\" in out or not pure.parts:
-        raise ValidationError(f"output path {out!r} escapes the output folder", file=file, field=field,
-                              fix="use a relative path inside the output folder, e.g. tables/result.csv")
-    if not all(re.match(r"^[A-Za-z0-9_.\-]+$", part) and not part.startswith(".") for part in pure.parts):
-        raise ValidationError(f"output path {out!r} has characters that are not allowed", file=file, field=field,
-                              fix="use letters, digits, _ - . and / only")
+    if (
+        pure.is_absolute()
+        or ".." in pure.parts
+        or out.startswith("~")
+        or "\\" in out
+        or not pure.parts
+    ):
+        raise ValidationError(
+            f"output path {out!r} escapes the output folder",
+            file=file,
+            field=field,
+            fix="use a relative path inside the output folder, e.g. tables/result.csv",
+        )
+    if not all(
+        re.match(r"^[A-Za-z0-9_.\-]+$", part) and not part.startswith(".") for part in pure.parts
+    ):
+        raise ValidationError(
+            f"output path {out!r} has characters that are not allowed",
+            file=file,
+            field=field,
+            fix="use letters, digits, _ - . and / only",
+        )
     if pure.suffix.lower() not in ALLOWED_SUFFIXES[kind]:
         allowed = ", ".join(sorted(ALLOWED_SUFFIXES[kind]))
-        raise ValidationError(f"a {kind} output must be one of {allowed}", file=file, field=field,
-                              fix=f"rename it, e.g. {pure.stem}{sorted(ALLOWED_SUFFIXES[kind])[0]}")
+        raise ValidationError(
+            f"a {kind} output must be one of {allowed}",
+            file=file,
+            field=field,
+            fix=f"rename it, e.g. {pure.stem}{sorted(ALLOWED_SUFFIXES[kind])[0]}",
+        )
 
 
 def _topological(spec: JobSpec, file: str) -> tuple[str, ...]:
@@ -167,9 +209,13 @@ def _topological(spec: JobSpec, file: str) -> tuple[str, ...]:
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = " -> ".join([*trail[trail.index(name):], name])
-            raise ValidationError(f"actions depend on each other in a cycle: {cycle}", file=file,
-                                  field=f"actions.{name}.needs", fix="remove one of the needs")
+            cycle = " -> ".join([*trail[trail.index(name) :], name])
+            raise ValidationError(
+                f"actions depend on each other in a cycle: {cycle}",
+                file=file,
+                field=f"actions.{name}.needs",
+                fix="remove one of the needs",
+            )
         state[name] = 1
         for dep in sorted(deps[name]):
             visit(dep, [*trail, name])
@@ -190,14 +236,26 @@ def _hash_code(spec: JobSpec, path: Path) -> dict[str, str]:
         pure = PurePosixPath(rel)
         target = (base / rel).resolve()
         if pure.is_absolute() or ".." in pure.parts or not target.is_relative_to(base):
-            raise ValidationError(f"code file {rel!r} is outside the spec's folder", file=str(path), field=field,
-                                  fix="keep code next to the spec")
+            raise ValidationError(
+                f"code file {rel!r} is outside the spec's folder",
+                file=str(path),
+                field=field,
+                fix="keep code next to the spec",
+            )
         if not target.is_file():
-            raise ValidationError(f"code file {rel} not found", file=str(path), field=field,
-                                  fix=f"create {target} or correct the path")
+            raise ValidationError(
+                f"code file {rel} not found",
+                file=str(path),
+                field=field,
+                fix=f"create {target} or correct the path",
+            )
         code[str(pure)] = sha256_file(target)
     return code
 
 
 def spec_record(loaded: LoadedSpec) -> dict[str, Any]:
-    return {"spec": loaded.spec.model_dump(mode="json"), "order": list(loaded.order), "code": loaded.code}
+    return {
+        "spec": loaded.spec.model_dump(mode="json"),
+        "order": list(loaded.order),
+        "code": loaded.code,
+    }

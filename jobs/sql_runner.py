@@ -15,7 +15,9 @@ def main() -> None:
     with open(query_file, encoding="utf-8") as fh:
         query = fh.read().strip().rstrip(";")
     con = duckdb.connect(os.environ["SHUYU_WORKSPACE"], read_only=True)
-    fmt = {".csv": "csv, HEADER true", ".parquet": "parquet", ".json": "json, ARRAY true"}[os.path.splitext(output)[1]]
+    fmt = {".csv": "csv, HEADER true", ".parquet": "parquet", ".json": "json, ARRAY true"}[
+        os.path.splitext(output)[1]
+    ]
     os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
     con.execute(f"COPY ({query}) TO '{output}' (FORMAT {fmt})")
     print(f"wrote {output}")

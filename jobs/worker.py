@@ -43,20 +43,26 @@ class Worker:
     def claim(self) -> str | None:
         with self.platform.store.transaction() as conn:
             query = (
-                select(jobs.c.id).where(jobs.c.state == JobState.QUEUED.value, jobs.c.dev == int(self.dev))
-                .order_by(jobs.c.submitted_at).limit(1).with_for_update(skip_locked=True)
+                select(jobs.c.id)
+                .where(jobs.c.state == JobState.QUEUED.value, jobs.c.dev == int(self.dev))
+                .order_by(jobs.c.submitted_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
             )
             row = conn.execute(query).first()
             if row is None:
                 return None
             now = utcnow()
             taken = conn.execute(
-                update(jobs).where(jobs.c.id == row.id, jobs.c.state == JobState.QUEUED.value)
+                update(jobs)
+                .where(jobs.c.id == row.id, jobs.c.state == JobState.QUEUED.value)
                 .values(worker=self.name, heartbeat_at=now)
             ).rowcount
             if taken != 1:
                 return None
-            records.transition(conn, row.id, JobState.PREPARING, f"claimed by worker {self.name}", self.name)
+            records.transition(
+                conn, row.id, JobState.PREPARING, f"claimed by worker {self.name}", self.name
+            )
             return row.id
 
     def run_job(self, job_id: str) -> Job:
@@ -70,8 +76,14 @@ class Worker:
             with self.platform.store.transaction() as conn:
                 job = records.load(conn, job_id, lock=True)
                 if job.state in ACTIVE:
-                    records.transition(conn, job_id, JobState.FAILED, f"internal error: {type(exc).__name__}",
-                                       self.name, FailureKind.INTERNAL)
+                    records.transition(
+                        conn,
+                        job_id,
+                        JobState.FAILED,
+                        f"internal error: {type(exc).__name__}",
+                        self.name,
+                        FailureKind.INTERNAL,
+                    )
             raise
         finally:
             stop.set()
@@ -81,8 +93,12 @@ class Worker:
         """Keep the lease and watch for cancellation requests."""
         while not stop.wait(HEARTBEAT_SECONDS):
             with self.platform.store.transaction() as conn:
-                conn.execute(update(jobs).where(jobs.c.id == run.job_id).values(heartbeat_at=utcnow()))
-                cancel = conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == run.job_id)).scalar()
+                conn.execute(
+                    update(jobs).where(jobs.c.id == run.job_id).values(heartbeat_at=utcnow())
+                )
+                cancel = conn.execute(
+                    select(jobs.c.cancel_requested).where(jobs.c.id == run.job_id)
+                ).scalar()
             if cancel and not run.cancelled.is_set():
                 run.cancelled.set()
                 if run.current_run_id:
@@ -94,21 +110,41 @@ class Worker:
         failed = []
         with self.platform.store.transaction() as conn:
             stale = conn.execute(
-                select(jobs.c.id).where(jobs.c.state.in_([s.value for s in ACTIVE]),
-                                        jobs.c.heartbeat_at < utcnow() - lease).with_for_update(skip_locked=True)
+                select(jobs.c.id)
+                .where(
+                    jobs.c.state.in_([s.value for s in ACTIVE]),
+                    jobs.c.heartbeat_at < utcnow() - lease,
+                )
+                .with_for_update(skip_locked=True)
             ).all()
             for row in stale:
-                records.transition(conn, row.id, JobState.FAILED, "the worker running this job stopped",
-                                   self.name, FailureKind.WORKER_LOST)
+                records.transition(
+                    conn,
+                    row.id,
+                    JobState.FAILED,
+                    "the worker running this job stopped",
+                    self.name,
+                    FailureKind.WORKER_LOST,
+                )
                 failed.append(row.id)
-            active = {r.id for r in conn.execute(select(jobs.c.id).where(jobs.c.state.in_([s.value for s in ACTIVE])))}
+            active = {
+                r.id
+                for r in conn.execute(
+                    select(jobs.c.id).where(jobs.c.state.in_([s.value for s in ACTIVE]))
+                )
+            }
         for run_id in self.backend.list_leftovers():
             if not any(run_id.startswith(job_id) for job_id in active):
                 self.backend.cleanup(run_id)
         return failed
 
-    def run(self, once: bool = False, poll: float = 0.5, stop: threading.Event | None = None,
-            on_job: Callable[[Job], None] | None = None) -> int:
+    def run(
+        self,
+        once: bool = False,
+        poll: float = 0.5,
+        stop: threading.Event | None = None,
+        on_job: Callable[[Job], None] | None = None,
+    ) -> int:
         """Loop: recover, claim, run. With `once`, stop when the queue is empty. Returns jobs run."""
         stop = stop or threading.Event()
         done = 0

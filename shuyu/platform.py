@@ -133,6 +133,7 @@ def open_platform(settings: Settings) -> Platform:
             f"the platform home {home} is not readable and writable", fix="check its permissions"
         )
     store = Store(settings.resolved_db_url)
+    store.create_schema()  # adds tables that newer versions declare; existing ones are untouched
     return Platform(settings, store)
 
 

@@ -141,7 +141,9 @@ job_outputs = Table(
     Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, index=True),
     Column("action", String(64), nullable=False),
     Column("path", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # collected | refused | undeclared | missing | log
+    Column(
+        "status", String(16), nullable=False
+    ),  # collected | refused | undeclared | missing | log
     Column("kind", String(16)),
     Column("sha256", String(64)),
     Column("size_bytes", BigInteger),

@@ -35,14 +35,27 @@ class Settings:
     synthetic_rows: int = _setting(
         2000, "SHUYU_SYNTHETIC_ROWS", "rows per dataset in synthetic-twin workspaces"
     )
-    job_wall_seconds: int = _setting(600, "SHUYU_JOB_WALL_SECONDS", "wall-time limit of one job action")
-    job_memory_mb: int = _setting(2048, "SHUYU_JOB_MEMORY_MB", "memory (and memory+swap) limit of a job")
+    job_wall_seconds: int = _setting(
+        600, "SHUYU_JOB_WALL_SECONDS", "wall-time limit of one job action"
+    )
+    job_memory_mb: int = _setting(
+        2048, "SHUYU_JOB_MEMORY_MB", "memory (and memory+swap) limit of a job"
+    )
     job_pids: int = _setting(128, "SHUYU_JOB_PIDS", "process/thread limit of a job")
     job_output_mb: int = _setting(512, "SHUYU_JOB_OUTPUT_MB", "size cap of a job's output folder")
-    job_max_outputs: int = _setting(100, "SHUYU_JOB_MAX_OUTPUTS", "most files a job action may output")
+    job_max_outputs: int = _setting(
+        100, "SHUYU_JOB_MAX_OUTPUTS", "most files a job action may output"
+    )
     job_log_kb: int = _setting(1024, "SHUYU_JOB_LOG_KB", "log bytes kept per action")
-    worker_lease_seconds: int = _setting(30, "SHUYU_WORKER_LEASE_SECONDS", "a job whose worker is silent this long is failed")
+    worker_lease_seconds: int = _setting(
+        30, "SHUYU_WORKER_LEASE_SECONDS", "a job whose worker is silent this long is failed"
+    )
     grant_years: int = _setting(5, "SHUYU_GRANT_YEARS", "default validity of a grant, in years")
+
+    def __post_init__(self) -> None:
+        # Paths are handed to sandboxes and stored in the metadata store: always absolute.
+        object.__setattr__(self, "home", Path(self.home).absolute())
+        object.__setattr__(self, "runtime_cache", Path(self.runtime_cache).absolute())
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

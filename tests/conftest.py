@@ -24,7 +24,10 @@ def pg_admin_url() -> str:
     url = os.environ.get("SHUYU_TEST_PG_URL")
     if not url:
         done = subprocess.run(
-            [str(ROOT / "scripts" / "start-postgres.sh")], capture_output=True, text=True, timeout=120
+            [str(ROOT / "scripts" / "start-postgres.sh")],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if done.returncode != 0:
             pytest.fail(f"PostgreSQL could not start: {done.stderr.strip()}")
@@ -90,3 +93,52 @@ def register_and_grant(platform: Platform, demo_dir: Path, grant: Path = GRANT_E
         register(platform, demo_dir / f"{name}.yaml")
     add_grant(platform, grant)
     return platform
+
+
+@pytest.fixture(scope="session")
+def job_runtime():
+    """The real job runtime (debootstrap rootfs + venv), built once and cached across runs."""
+    from sandbox.runtime import ensure_runtime
+
+    return ensure_runtime(Settings.from_env().runtime_cache)
+
+
+def _backend(name: str, runtime):
+    import dataclasses
+
+    from sandbox.base import get_backend
+    from sandbox.runtime import build_image
+
+    if name == "docker":
+        done = subprocess.run(
+            [str(ROOT / "scripts" / "start-dockerd.sh")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"the Docker engine could not start: {done.stderr.strip()}")
+        if runtime.image_id is None:
+            runtime = dataclasses.replace(runtime, image_id=build_image(runtime))
+    backend = get_backend(name, runtime)
+    ok, why = backend.available()
+    if not ok:
+        pytest.fail(f"sandbox backend {name} is not usable here: {why}")
+    return backend
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param("local", marks=pytest.mark.bwrap),
+        pytest.param("docker", marks=pytest.mark.docker),
+    ],
+)
+def sandbox_backend(request: pytest.FixtureRequest, job_runtime):
+    """Each test using this runs on the real bubblewrap backend and on the real Docker backend."""
+    return _backend(request.param, job_runtime)
+
+
+@pytest.fixture(scope="session")
+def local_backend(job_runtime):
+    return _backend("local", job_runtime)

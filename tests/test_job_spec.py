@@ -48,31 +48,85 @@ def acts(d):
 @pytest.mark.parametrize(
     ("change", "field", "text"),
     [
-        (lambda d: acts(d)["wages"].update(needs=["headcount"]), "actions.headcount.needs", "cycle"),
-        (lambda d: acts(d)["wages"].update(needs=["nowhere"]), "actions.wages.needs", "unknown action"),
-        (lambda d: acts(d)["headcount"].update(needs=["wages/secret.csv"]), "actions.headcount.needs",
-         "declares no output"),
-        (lambda d: acts(d)["wages"]["outputs"].update({"../escape.csv": {"kind": "table", "context": "x"}}),
-         "actions.wages.outputs.../escape.csv", "escapes the output folder"),
-        (lambda d: acts(d)["wages"]["outputs"].update({"/etc/passwd.csv": {"kind": "table", "context": "x"}}),
-         "actions.wages.outputs./etc/passwd.csv", "escapes"),
-        (lambda d: acts(d)["wages"]["outputs"].update({"plot.exe": {"kind": "figure", "context": "x"}}),
-         "actions.wages.outputs.plot.exe", "must be one of .png"),
+        (
+            lambda d: acts(d)["wages"].update(needs=["headcount"]),
+            "actions.headcount.needs",
+            "cycle",
+        ),
+        (
+            lambda d: acts(d)["wages"].update(needs=["nowhere"]),
+            "actions.wages.needs",
+            "unknown action",
+        ),
+        (
+            lambda d: acts(d)["headcount"].update(needs=["wages/secret.csv"]),
+            "actions.headcount.needs",
+            "declares no output",
+        ),
+        (
+            lambda d: acts(d)["wages"]["outputs"].update(
+                {"../escape.csv": {"kind": "table", "context": "x"}}
+            ),
+            "actions.wages.outputs.../escape.csv",
+            "escapes the output folder",
+        ),
+        (
+            lambda d: acts(d)["wages"]["outputs"].update(
+                {"/etc/passwd.csv": {"kind": "table", "context": "x"}}
+            ),
+            "actions.wages.outputs./etc/passwd.csv",
+            "escapes",
+        ),
+        (
+            lambda d: acts(d)["wages"]["outputs"].update(
+                {"plot.exe": {"kind": "figure", "context": "x"}}
+            ),
+            "actions.wages.outputs.plot.exe",
+            "must be one of .png",
+        ),
         (lambda d: acts(d)["wages"].update(run="bash wages.sh"), "actions.wages", "python FILE"),
         (lambda d: acts(d)["wages"].update(run="python missing.py"), "actions", "not found"),
-        (lambda d: acts(d)["wages"].update(run="python ../../etc/x.py"), "actions", "outside the spec"),
-        (lambda d: acts(d)["wages"]["outputs"]["wages_by_district.csv"].update(kind="chart"),
-         "actions.wages.outputs.wages_by_district.csv.kind", "Input should be"),
-        (lambda d: acts(d)["wages"]["outputs"]["wages_by_district.csv"].pop("context"),
-         "actions.wages.outputs.wages_by_district.csv.context", "missing"),
+        (
+            lambda d: acts(d)["wages"].update(run="python ../../etc/x.py"),
+            "actions",
+            "outside the spec",
+        ),
+        (
+            lambda d: acts(d)["wages"]["outputs"]["wages_by_district.csv"].update(kind="chart"),
+            "actions.wages.outputs.wages_by_district.csv.kind",
+            "Input should be",
+        ),
+        (
+            lambda d: acts(d)["wages"]["outputs"]["wages_by_district.csv"].pop("context"),
+            "actions.wages.outputs.wages_by_district.csv.context",
+            "missing",
+        ),
         (lambda d: acts(d)["wages"].update(outputs={}), "actions.wages.outputs", "at least 1"),
-        (lambda d: acts(d)["wages"].update(dp={"query": "SELECT 1", "epsilon": 1}), "actions.wages", "exactly one"),
-        (lambda d: acts(d).update(dp={"dp": {"query": "DROP TABLE x", "epsilon": 1},
-                                      "outputs": {"a.csv": {"kind": "table", "context": "x"}}}),
-         "actions.dp.dp.query", "one SELECT"),
-        (lambda d: acts(d).update(dp={"dp": {"query": "SELECT 1", "epsilon": 0},
-                                      "outputs": {"a.csv": {"kind": "table", "context": "x"}}}),
-         "actions.dp.dp.epsilon", "greater than 0"),
+        (
+            lambda d: acts(d)["wages"].update(dp={"query": "SELECT 1", "epsilon": 1}),
+            "actions.wages",
+            "exactly one",
+        ),
+        (
+            lambda d: acts(d).update(
+                dp={
+                    "dp": {"query": "DROP TABLE x", "epsilon": 1},
+                    "outputs": {"a.csv": {"kind": "table", "context": "x"}},
+                }
+            ),
+            "actions.dp.dp.query",
+            "one SELECT",
+        ),
+        (
+            lambda d: acts(d).update(
+                dp={
+                    "dp": {"query": "SELECT 1", "epsilon": 0},
+                    "outputs": {"a.csv": {"kind": "table", "context": "x"}},
+                }
+            ),
+            "actions.dp.dp.epsilon",
+            "greater than 0",
+        ),
         (lambda d: d.update(purpose="profit"), "purpose", "Input should be"),
         (lambda d: d.update(colour="red"), "colour", "unknown field"),
     ],
@@ -89,16 +143,28 @@ def test_invalid_specs_name_the_field(tmp_path: Path, change, field, text) -> No
 def test_a_valid_dp_action_is_stored() -> None:
     from jobs.spec import ActionSpec
 
-    action = ActionSpec.model_validate({
-        "dp": {"query": "SELECT district, COUNT(*) FROM contributions GROUP BY district;", "epsilon": 0.5},
-        "outputs": {"dp.csv": {"kind": "table", "context": "noisy counts"}},
-    })
-    assert action.dp is not None and action.dp.query.endswith("district") and action.dp.epsilon == 0.5
+    action = ActionSpec.model_validate(
+        {
+            "dp": {
+                "query": "SELECT district, COUNT(*) FROM contributions GROUP BY district;",
+                "epsilon": 0.5,
+            },
+            "outputs": {"dp.csv": {"kind": "table", "context": "noisy counts"}},
+        }
+    )
+    assert (
+        action.dp is not None and action.dp.query.endswith("district") and action.dp.epsilon == 0.5
+    )
 
 
 def test_every_state_has_transitions_and_an_owner() -> None:
     assert set(TRANSITIONS) == set(JobState) == set(OWNER)
-    assert TERMINAL == {JobState.CHECKS_PENDING, JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}
+    assert {
+        JobState.CHECKS_PENDING,
+        JobState.COMPLETED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+    } == TERMINAL
 
 
 @pytest.mark.parametrize(
@@ -119,4 +185,6 @@ def test_transitions(current: JobState, new: JobState, allowed: bool) -> None:
 
 def test_readme_state_diagram_is_generated_from_the_transitions() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert mermaid() in readme, "regenerate the diagram: python -c 'from jobs.states import mermaid; print(mermaid())'"
+    assert mermaid() in readme, (
+        "regenerate the diagram: python -c 'from jobs.states import mermaid; print(mermaid())'"
+    )
