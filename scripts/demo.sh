@@ -28,6 +28,18 @@ shuyu workspace build employment-insights
 shuyu workspace build employment-insights --synthetic
 shuyu workspace build employment-insights   # the second build reuses the cached one
 
-step "6. Everything above is in the tamper-evident ledger"
+step "6. Build the job runtime for the sandbox (debootstrap; cached after the first run)"
+shuyu sandbox build-image --backend "${SHUYU_BACKEND:-local}"
+
+step "7. Development run of the sample job on the synthetic twin: outputs and log shown to the analyst"
+shuyu job run --dev examples/jobs/employment/job.yaml
+
+step "8. Production run: submitted to the queue, run by a worker in the sandbox, outputs held by the platform"
+JOB=$(shuyu job submit examples/jobs/employment/job.yaml --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+echo "submitted $JOB"
+shuyu worker --once
+shuyu job status "$JOB"
+
+step "9. Everything above is in the tamper-evident ledger"
 shuyu ledger list
 shuyu ledger verify
