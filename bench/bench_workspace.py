@@ -38,12 +38,28 @@ def main() -> None:
         version = register(platform, data / "contributions.yaml").version
         registered = time.perf_counter() - started
         grant = Path(tmp) / "grant.yaml"
-        grant.write_text(yaml.safe_dump({
-            "id": "bench", "project": "bench", "tenant": "bench", "purpose": "public_governance",
-            "datasets": {"contributions": {"columns": {
-                "resident_id": "pseudonymise", "enterprise_code": "pseudonymise", "district": "keep",
-                "month": "keep", "wage_base": "keep", "pension_paid": "keep"}}},
-        }))
+        grant.write_text(
+            yaml.safe_dump(
+                {
+                    "id": "bench",
+                    "project": "bench",
+                    "tenant": "bench",
+                    "purpose": "public_governance",
+                    "datasets": {
+                        "contributions": {
+                            "columns": {
+                                "resident_id": "pseudonymise",
+                                "enterprise_code": "pseudonymise",
+                                "district": "keep",
+                                "month": "keep",
+                                "wage_base": "keep",
+                                "pension_paid": "keep",
+                            }
+                        }
+                    },
+                }
+            )
+        )
         add_grant(platform, grant)
         started = time.perf_counter()
         ws = build_workspace(platform, "bench")
@@ -59,10 +75,14 @@ def main() -> None:
 
     ratio = t_work / t_raw
     print(f"rows: {version.row_count:,}  (scale {args.scale})")
-    print(f"register contributions: {registered:.2f} s   build workspace (2 pseudonymised columns): {built:.2f} s")
+    print(
+        f"register contributions: {registered:.2f} s   build workspace (2 pseudonymised columns): {built:.2f} s"
+    )
     print(f"query on raw Parquet:  {t_raw * 1000:8.1f} ms (median of {args.repeat})")
     print(f"query on workspace:    {t_work * 1000:8.1f} ms (median of {args.repeat})")
-    print(f"ratio workspace/raw:   {ratio:.2f}x  (target <= 1.20x: {'met' if ratio <= 1.2 else 'NOT met'})")
+    print(
+        f"ratio workspace/raw:   {ratio:.2f}x  (target <= 1.20x: {'met' if ratio <= 1.2 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

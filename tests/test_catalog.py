@@ -40,7 +40,9 @@ def assert_nothing_registered(platform: Platform) -> None:
     assert list(platform.tmp_dir.iterdir()) == []
 
 
-def test_register_makes_an_immutable_content_addressed_snapshot(any_platform: Platform, demo_dir: Path) -> None:
+def test_register_makes_an_immutable_content_addressed_snapshot(
+    any_platform: Platform, demo_dir: Path
+) -> None:
     result = register(any_platform, demo_dir / "residents.yaml")
     v = result.version
     assert result.created and v.version == 1 and v.row_count == 5000
@@ -54,12 +56,16 @@ def test_register_makes_an_immutable_content_addressed_snapshot(any_platform: Pl
     assert entry.details["sha256"] == v.sha256
 
 
-def test_same_content_is_not_a_new_version_changed_content_is(platform: Platform, demo_dir: Path, tmp_path) -> None:
+def test_same_content_is_not_a_new_version_changed_content_is(
+    platform: Platform, demo_dir: Path, tmp_path
+) -> None:
     manifest = copy_dataset(demo_dir, tmp_path / "d")
     first = register(platform, manifest).version
     assert not register(platform, manifest).created
     parquet = tmp_path / "d" / "enterprises.parquet"
-    duckdb.sql(f"COPY (SELECT * FROM '{parquet}' LIMIT 100) TO '{tmp_path}/small.parquet' (FORMAT parquet)")
+    duckdb.sql(
+        f"COPY (SELECT * FROM '{parquet}' LIMIT 100) TO '{tmp_path}/small.parquet' (FORMAT parquet)"
+    )
     shutil.copy(tmp_path / "small.parquet", parquet)
     second = register(platform, manifest).version
     assert (second.version, second.row_count) == (2, 100)
@@ -69,7 +75,9 @@ def test_same_content_is_not_a_new_version_changed_content_is(platform: Platform
 
 
 def test_core_data_is_refused(platform: Platform, demo_dir: Path, tmp_path) -> None:
-    manifest = edit_manifest(copy_dataset(demo_dir, tmp_path / "d"), lambda d: d.update(classification="核心"))
+    manifest = edit_manifest(
+        copy_dataset(demo_dir, tmp_path / "d"), lambda d: d.update(classification="核心")
+    )
     with pytest.raises(PolicyRefused, match="core") as err:
         register(platform, manifest)
     assert err.value.field == "classification"
@@ -79,14 +87,30 @@ def test_core_data_is_refused(platform: Platform, demo_dir: Path, tmp_path) -> N
 @pytest.mark.parametrize(
     ("change", "field", "text"),
     [
-        (lambda d: d["columns"]["industry"].update(type="integer"), "columns.industry.type", "VARCHAR"),
+        (
+            lambda d: d["columns"]["industry"].update(type="integer"),
+            "columns.industry.type",
+            "VARCHAR",
+        ),
         (lambda d: d["columns"].pop("employees"), "columns.employees", "does not declare"),
-        (lambda d: d["columns"].update(extra={"type": "string", "role": "attribute"}), "columns.extra", "not in the file"),
+        (
+            lambda d: d["columns"].update(extra={"type": "string", "role": "attribute"}),
+            "columns.extra",
+            "not in the file",
+        ),
         (lambda d: d.update(files=["missing.parquet"]), "files.0", "not found"),
-        (lambda d: d["columns"]["industry"].update(role="secret"), "columns.industry.role", "Input should be"),
+        (
+            lambda d: d["columns"]["industry"].update(role="secret"),
+            "columns.industry.role",
+            "Input should be",
+        ),
         (lambda d: d.pop("owner_department"), "owner_department", "missing"),
         (lambda d: d.update(colour="blue"), "colour", "unknown field"),
-        (lambda d: d["columns"]["employees"].update(bounds=[10, 1]), "columns.employees", "low <= high"),
+        (
+            lambda d: d["columns"]["employees"].update(bounds=[10, 1]),
+            "columns.employees",
+            "low <= high",
+        ),
         (lambda d: d.update(name="Bad Name"), "name", "lower-case"),
     ],
 )
@@ -136,10 +160,18 @@ def test_csv_with_values_that_do_not_fit_the_types(platform: Platform, tmp_path)
     manifest = tmp_path / "t.yaml"
     manifest.write_text(
         yaml.safe_dump(
-            {"name": "t", "title": "t", "owner_department": "卫健委", "update_frequency": "once",
-             "classification": "general", "files": ["t.csv"],
-             "columns": {"name": {"type": "string", "role": "attribute"},
-                         "beds": {"type": "integer", "role": "attribute"}}},
+            {
+                "name": "t",
+                "title": "t",
+                "owner_department": "卫健委",
+                "update_frequency": "once",
+                "classification": "general",
+                "files": ["t.csv"],
+                "columns": {
+                    "name": {"type": "string", "role": "attribute"},
+                    "beds": {"type": "integer", "role": "attribute"},
+                },
+            },
             allow_unicode=True,
         ),
         encoding="utf-8",
@@ -176,17 +208,23 @@ def test_cli_prints_one_error_line_and_exits_non_zero(tmp_path) -> None:
     import sys
 
     env = {"SHUYU_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-m", "api.cli", "init"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "api.cli", "init"], env=env, check=True, capture_output=True
+    )
     done = subprocess.run(
         [sys.executable, "-m", "api.cli", "catalog", "add", str(tmp_path / "nope.yaml")],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nope.yaml" in lines[0] and "not found" in lines[0]
     as_json = subprocess.run(
         [sys.executable, "-m", "api.cli", "catalog", "add", str(tmp_path / "nope.yaml"), "--json"],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     import json
 

@@ -188,7 +188,19 @@ def test_cancel_queued_and_running_jobs(granted: Platform, local_backend, tmp_pa
     assert local_backend.list_leftovers() == []
 
 
-def test_two_workers_never_take_the_same_job(granted: Platform, local_backend, tmp_path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def granted_any(request: pytest.FixtureRequest, tmp_path: Path, demo_dir: Path):
+    """A granted platform on each store: claiming must be exclusive on both."""
+    from tests.conftest import make_platform, register_and_grant
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    platform = register_and_grant(make_platform(tmp_path / "home", url), demo_dir)
+    yield platform
+    platform.store.dispose()
+
+
+def test_two_workers_never_take_the_same_job(granted_any: Platform, local_backend, tmp_path) -> None:
+    granted = granted_any
     ids = [
         service.submit(
             granted,

@@ -32,7 +32,9 @@ def write_grant(tmp_path: Path, change=None, name: str = "grant.yaml") -> Path:
     if change:
         change(doc)
     path = tmp_path / name
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, default_flow_style=False), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(doc, allow_unicode=True, default_flow_style=False), encoding="utf-8"
+    )
     return path
 
 
@@ -43,24 +45,67 @@ def cols(doc, dataset="residents"):
 @pytest.mark.parametrize(
     ("change", "field", "text"),
     [
-        (lambda d: cols(d).update(shoe_size="keep"), "datasets.residents.columns.shoe_size", "no column shoe_size"),
-        (lambda d: cols(d).update(gender="scramble"), "datasets.residents.columns.gender", "unknown transform"),
-        (lambda d: d["datasets"].update(taxes={"columns": {"x": "keep"}}), "datasets.taxes", "no dataset taxes"),
-        (lambda d: d.update(valid_from="2019-01-01", valid_until="2020-01-01"), "valid_until", "expired"),
-        (lambda d: cols(d).update(name="keep"), "datasets.residents.columns.name", "direct identifier"),
-        (lambda d: cols(d).update(mobile={"mask": {"keep_prefix": 3}}), "datasets.residents.columns.mobile",
-         "direct identifier"),
-        (lambda d: cols(d).update(gender={"generalise": "year"}), "datasets.residents.columns.gender",
-         "does not fit gender of type string"),
-        (lambda d: cols(d).update(district={"top_bottom_code": {}}), "datasets.residents.columns.district",
-         "only numeric"),
-        (lambda d: cols(d).update(birth_date={"mask": {}}), "datasets.residents.columns.birth_date",
-         "only string"),
+        (
+            lambda d: cols(d).update(shoe_size="keep"),
+            "datasets.residents.columns.shoe_size",
+            "no column shoe_size",
+        ),
+        (
+            lambda d: cols(d).update(gender="scramble"),
+            "datasets.residents.columns.gender",
+            "unknown transform",
+        ),
+        (
+            lambda d: d["datasets"].update(taxes={"columns": {"x": "keep"}}),
+            "datasets.taxes",
+            "no dataset taxes",
+        ),
+        (
+            lambda d: d.update(valid_from="2019-01-01", valid_until="2020-01-01"),
+            "valid_until",
+            "expired",
+        ),
+        (
+            lambda d: cols(d).update(name="keep"),
+            "datasets.residents.columns.name",
+            "direct identifier",
+        ),
+        (
+            lambda d: cols(d).update(mobile={"mask": {"keep_prefix": 3}}),
+            "datasets.residents.columns.mobile",
+            "direct identifier",
+        ),
+        (
+            lambda d: cols(d).update(gender={"generalise": "year"}),
+            "datasets.residents.columns.gender",
+            "does not fit gender of type string",
+        ),
+        (
+            lambda d: cols(d).update(district={"top_bottom_code": {}}),
+            "datasets.residents.columns.district",
+            "only numeric",
+        ),
+        (
+            lambda d: cols(d).update(birth_date={"mask": {}}),
+            "datasets.residents.columns.birth_date",
+            "only string",
+        ),
         (lambda d: d.update(purpose="profit"), "purpose", "Input should be"),
-        (lambda d: d["dp"].update(per_dataset={"taxes": 1.0}), "dp.per_dataset.taxes", "does not include"),
-        (lambda d: d["disclosure"].update(min_count=0), "disclosure.min_count", "greater than or equal"),
-        (lambda d: cols(d, "residents").update({c: "drop" for c in cols(d, "residents")}),
-         "datasets.residents.columns", "every column"),
+        (
+            lambda d: d["dp"].update(per_dataset={"taxes": 1.0}),
+            "dp.per_dataset.taxes",
+            "does not include",
+        ),
+        (
+            lambda d: d["disclosure"].update(min_count=0),
+            "disclosure.min_count",
+            "greater than or equal",
+        ),
+        (
+            lambda d: cols(d, "residents").update({c: "drop" for c in cols(d, "residents")}),
+            "datasets.residents.columns",
+            "every column",
+        ),
     ],
 )
 def test_invalid_grants_name_file_field_and_store_nothing(
@@ -79,11 +124,19 @@ def test_grant_defaults_to_five_years_and_acro_thresholds(registered: Platform, 
     policy = add_grant(registered, write_grant(tmp_path))
     assert (policy.valid_until.year - policy.valid_from.year) == 5
     d = policy.disclosure
-    assert (d.min_count, d.dominance_n, d.dominance_k, d.p_percent, d.zeros_disclosive, d.min_dof, d.k_anonymity) == (
-        10, 2, 0.90, 0.10, True, 10, 5
-    )
+    assert (
+        d.min_count,
+        d.dominance_n,
+        d.dominance_k,
+        d.p_percent,
+        d.zeros_disclosive,
+        d.min_dof,
+        d.k_anonymity,
+    ) == (10, 2, 0.90, 0.10, True, 10, 5)
     assert policy.dp.epsilon_for("contributions") == 5.0
-    assert "name" not in policy.datasets["residents"].transforms  # dropped columns never reach a workspace
+    assert (
+        "name" not in policy.datasets["residents"].transforms
+    )  # dropped columns never reach a workspace
     assert policy.free_of_charge
 
 
@@ -124,18 +177,28 @@ def test_generalise_transforms() -> None:
     assert run(year, dates, "DATE") == [1987, 1990, None]
     band = sql_expression("c", "date", Transform("generalise", {"to": "five_year_band"}))
     assert run(band, dates, "DATE") == ["1985-1989", "1990-1994", None]
-    age = sql_expression("c", "date", Transform("generalise", {"to": "age_band", "width": 10, "as_of": "2026-01-01"}))
+    age = sql_expression(
+        "c", "date", Transform("generalise", {"to": "age_band", "width": 10, "as_of": "2026-01-01"})
+    )
     assert run(age, dates, "DATE") == ["30-39", "30-39", None]
     ages = sql_expression("c", "integer", Transform("generalise", {"to": "age_band", "width": 5}))
     assert run(ages, [0, 34, 35], "BIGINT") == ["0-4", "30-34", "35-39"]
     district = sql_expression("c", "string", Transform("generalise", {"to": "district"}))
-    assert run(district, ["150302001", "150304", "110101"], "VARCHAR") == ["海勃湾区", "乌达区", "110101"]
+    assert run(district, ["150302001", "150304", "110101"], "VARCHAR") == [
+        "海勃湾区",
+        "乌达区",
+        "110101",
+    ]
 
 
 def test_mask_and_top_bottom_code() -> None:
-    mask = sql_expression("c", "string", Transform("mask", {"keep_prefix": 3, "keep_suffix": 2, "char": "*"}))
+    mask = sql_expression(
+        "c", "string", Transform("mask", {"keep_prefix": 3, "keep_suffix": 2, "char": "*"})
+    )
     assert run(mask, ["13812345678", "abcd", None], "VARCHAR") == ["138******78", "****", None]
-    clamp = sql_expression("c", "float", Transform("top_bottom_code", {"lower": 1000, "upper": 30000}))
+    clamp = sql_expression(
+        "c", "float", Transform("top_bottom_code", {"lower": 1000, "upper": 30000})
+    )
     assert run(clamp, [5.0, 2000.0, 99999.0], "DOUBLE") == [1000, 2000.0, 30000]
 
 

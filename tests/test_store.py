@@ -42,7 +42,9 @@ def test_ledger_chain_verifies_and_detects_tampering(any_platform: Platform) -> 
             ledger.append(conn, "alice", "test.event", f"thing:{i}", {"n": i, "名": "值"})
     with any_platform.store.read() as conn:
         assert ledger.verify(conn).ok
-        assert [e.subject for e in ledger.entries(conn, subject="thing:")] == [f"thing:{i}" for i in range(5)]
+        assert [e.subject for e in ledger.entries(conn, subject="thing:")] == [
+            f"thing:{i}" for i in range(5)
+        ]
     with any_platform.store.transaction() as conn:
         conn.execute(update(ledger_table).where(ledger_table.c.seq == 3).values(actor="mallory"))
     with any_platform.store.read() as conn:
@@ -111,7 +113,9 @@ def test_unreadable_home_is_a_clear_error(tmp_path) -> None:
 
 def test_unreachable_database_is_a_platform_error(tmp_path) -> None:
     platform = make_platform(tmp_path / "home")
-    broken = Settings.from_env({}, home=platform.home, db_url="postgresql+psycopg://nobody:x@127.0.0.1:1/none")
+    broken = Settings.from_env(
+        {}, home=platform.home, db_url="postgresql+psycopg://nobody:x@127.0.0.1:1/none"
+    )
     with pytest.raises(PlatformError, match="fix:|metadata store") as err:
         with open_platform(broken).store.read() as conn:
             conn.execute(select(datasets))
