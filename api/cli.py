@@ -95,6 +95,7 @@ from api import cli_data, cli_jobs  # noqa: E402  (each registers its group of c
 
 cli_data.register(main)
 cli_jobs.register(main)
+cli_jobs.register_serve(main)
 
 
 def _store_label(settings: Settings) -> str:

@@ -183,3 +183,17 @@ def register(main: click.Group) -> None:
             },
             as_json,
         )
+
+
+def register_serve(main: click.Group) -> None:
+    @main.command()
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=8700, show_default=True, type=int)
+    @click.pass_context
+    def serve(ctx: click.Context, host: str, port: int) -> None:
+        """Serve the HTTP API (JSON; OpenAPI at /docs)."""
+        import uvicorn
+
+        from api.http import create_app
+
+        uvicorn.run(create_app(ctx.find_root().obj["settings"]), host=host, port=port)

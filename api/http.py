@@ -1,0 +1,124 @@
+"""The HTTP API: the same services as the CLI, as JSON. Run with `shuyu serve`.
+
+The caller's identity comes from the `X-Shuyu-User` header set by the deployment's
+authenticating proxy; it is recorded in the ledger as the actor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from shuyu.errors import ShuyuError, ValidationError
+from shuyu.platform import Platform, open_platform
+from shuyu.settings import Settings
+
+
+class JobSubmission(BaseModel):
+    spec_yaml: str = Field(description="the job spec, as YAML text")
+    files: dict[str, str] = Field(
+        default_factory=dict, description="code files by path relative to the spec"
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="shuyu 数域",
+        version="0.1.0",
+        description="Privacy-preserving compute over public data",
+    )
+
+    @app.exception_handler(ShuyuError)
+    async def _shuyu_error(_: Request, exc: ShuyuError) -> JSONResponse:
+        return JSONResponse(status_code=exc.http_status, content=exc.to_dict())
+
+    def platform(x_shuyu_user: str | None = Header(default=None)) -> Platform:
+        actor = x_shuyu_user or settings.actor
+        return open_platform(dataclasses.replace(settings, actor=actor))
+
+    @app.get("/api/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/datasets")
+    def datasets(p: Platform = Depends(platform)) -> list[dict[str, Any]]:
+        from catalog.service import list_datasets
+
+        return [v.summary() for v in list_datasets(p)]
+
+    @app.get("/api/datasets/{name}")
+    def dataset(name: str, p: Platform = Depends(platform)) -> dict[str, Any]:
+        from catalog.service import show
+
+        return show(p, name)
+
+    @app.get("/api/grants")
+    def grants(project: str | None = None, p: Platform = Depends(platform)) -> list[dict[str, Any]]:
+        from policies.service import list_grants
+
+        return list_grants(p, project)
+
+    @app.get("/api/jobs")
+    def jobs(
+        project: str | None = None, state: str | None = None, p: Platform = Depends(platform)
+    ) -> list[dict[str, Any]]:
+        from jobs.service import JobView, list_jobs
+
+        return [JobView(j, [], []).to_dict() for j in list_jobs(p, project, state)]
+
+    @app.post("/api/jobs", status_code=201)
+    def submit(body: JobSubmission, p: Platform = Depends(platform)) -> dict[str, Any]:
+        from jobs.service import JobView
+        from jobs.service import submit as submit_job
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            for rel, text in body.files.items():
+                pure = PurePosixPath(rel)
+                if pure.is_absolute() or ".." in pure.parts:
+                    raise ValidationError(
+                        f"file name {rel!r} escapes the job folder", field=f"files.{rel}"
+                    )
+                (folder / pure).parent.mkdir(parents=True, exist_ok=True)
+                (folder / pure).write_text(text, encoding="utf-8")
+            spec = folder / "job.yaml"
+            spec.write_text(body.spec_yaml, encoding="utf-8")
+            return JobView(submit_job(p, spec), [], []).to_dict()
+
+    @app.get("/api/jobs/{job_id}")
+    def job(job_id: str, p: Platform = Depends(platform)) -> dict[str, Any]:
+        from jobs.service import view
+
+        return view(p, job_id).to_dict(detail=True)
+
+    @app.post("/api/jobs/{job_id}/cancel")
+    def cancel(job_id: str, p: Platform = Depends(platform)) -> dict[str, Any]:
+        from jobs.service import JobView
+        from jobs.service import cancel as cancel_job
+
+        return JobView(cancel_job(p, job_id), [], []).to_dict()
+
+    @app.get("/api/ledger")
+    def ledger(
+        subject: str | None = None,
+        action: str | None = None,
+        limit: int | None = 1000,
+        p: Platform = Depends(platform),
+    ) -> list[dict[str, Any]]:
+        from lineage.service import list_entries
+
+        return list_entries(p, subject, action, limit)
+
+    @app.get("/api/ledger/verify")
+    def verify(p: Platform = Depends(platform)) -> dict[str, Any]:
+        from lineage.service import verify_ledger
+
+        return verify_ledger(p)
+
+    return app
