@@ -145,7 +145,7 @@ class JobRun:
             self.move(JobState.COLLECTING, f"collecting outputs of action {name}")
             report = collect_outputs(
                 output_dir,
-                list(action["outputs"]),
+                [*action["outputs"], *_helpers(action)],
                 max_files=self.platform.settings.job_max_outputs,
                 max_bytes=request.limits.output_bytes,
                 dest=self.job_dir / "collected" / name,
@@ -207,19 +207,21 @@ class JobRun:
     def _record_outputs(self, name: str, action: dict[str, Any], report: CollectionReport) -> None:
         declared = action["outputs"]
         rows = []
+        helpers = _helpers(action)
         for out in report.accepted:
+            helper_for = helpers.get(out.path)
             rows.append(
                 dict(
                     job_id=self.job_id,
                     action=name,
                     path=out.path,
-                    status="collected",
-                    kind=declared[out.path]["kind"],
+                    status="helper" if helper_for else "collected",
+                    kind=None if helper_for else declared[out.path]["kind"],
                     sha256=out.sha256,
                     size_bytes=out.size,
                     rows=out.rows,
                     columns=out.columns,
-                    declared=declared[out.path],
+                    declared={"contributors_for": helper_for} if helper_for else declared[out.path],
                     stored_path=str(self.job_dir / "collected" / name / out.path),
                 )
             )
@@ -251,6 +253,11 @@ class JobRun:
             blank = dict.fromkeys(c.name for c in job_outputs.columns if c.name != "id")
             with self.platform.store.transaction() as conn:
                 conn.execute(insert(job_outputs), [{**blank, **r} for r in rows])
+
+
+def _helpers(action: dict[str, Any]) -> dict[str, str]:
+    """Contributor helper files of an action: helper path -> the output it backs."""
+    return {o["contributors"]: path for path, o in action["outputs"].items() if o.get("contributors")}
 
 
 def _argv(action: dict[str, Any]) -> list[str]:

@@ -41,6 +41,19 @@ class OutputSpec(BaseModel):
     group_by: tuple[str, ...] = ()
     quasi_identifiers: tuple[str, ...] = ()
     sensitive: tuple[str, ...] = ()
+    statistics: tuple[Literal["count", "sum", "mean", "median", "min", "max"], ...] = ()
+    # Contributor-level helper data for the dominance and p% rules: a file the job writes with the
+    # group_by columns, a `contributor` column and the source columns named in `values`.
+    # It is collected for the checks and never released.
+    contributors: str | None = None
+
+    @model_validator(mode="after")
+    def _contributors(self) -> OutputSpec:
+        if self.contributors is not None and self.kind != "table":
+            raise ValueError("only table outputs take contributor data | fix: remove `contributors`")
+        if self.contributors is not None and not self.values:
+            raise ValueError("contributor data needs the `values` columns it backs | fix: list them in values")
+        return self
 
 
 class DPQuery(BaseModel):
@@ -89,6 +102,12 @@ class ActionSpec(BaseModel):
     @property
     def language(self) -> str | None:
         return RUN_FORM.match(self.run).group(1) if self.run else None  # type: ignore[union-attr]
+
+    @property
+    def collected_paths(self) -> list[str]:
+        """Declared outputs plus their contributor helper files (held, never released)."""
+        helpers = [o.contributors for o in self.outputs.values() if o.contributors]
+        return [*self.outputs, *helpers]
 
     @property
     def code_file(self) -> str | None:
@@ -143,8 +162,15 @@ def load_spec(path: Path) -> LoadedSpec:
                 field=f"actions.{name}",
                 fix="use lower-case letters, digits, - and _",
             )
-        for out in action.outputs:
-            _check_output_path(out, action.outputs[out].kind, file, f"actions.{name}.outputs.{out}")
+        for out, declared in action.outputs.items():
+            _check_output_path(out, declared.kind, file, f"actions.{name}.outputs.{out}")
+            if declared.contributors is not None:
+                helper = declared.contributors
+                field = f"actions.{name}.outputs.{out}.contributors"
+                _check_output_path(helper, "microdata", file, field)
+                if helper in action.outputs:
+                    raise ValidationError("contributor data must be a separate file from the outputs", file=file,
+                                          field=field, fix="name it e.g. _contributors/<output>.parquet")
         for need in action.needs:
             target, _, output = need.partition("/")
             if target not in spec.actions:

@@ -15,6 +15,7 @@ def main() -> None:
     with open(query_file, encoding="utf-8") as fh:
         query = fh.read().strip().rstrip(";")
     con = duckdb.connect(os.environ["SHUYU_WORKSPACE"], read_only=True)
+    con.execute("SET temp_directory = '/tmp/duckdb-spill'")  # the workspace folder is read-only
     fmt = {".csv": "csv, HEADER true", ".parquet": "parquet", ".json": "json, ARRAY true"}[
         os.path.splitext(output)[1]
     ]

@@ -15,6 +15,7 @@ class JobState(StrEnum):
     RUNNING = "running"
     COLLECTING = "collecting"
     CHECKS_PENDING = "checks_pending"
+    REVIEW_PENDING = "review_pending"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -39,7 +40,8 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.PREPARING: frozenset({S.RUNNING, S.FAILED, S.CANCELLED}),
     S.RUNNING: frozenset({S.COLLECTING, S.FAILED, S.CANCELLED}),
     S.COLLECTING: frozenset({S.RUNNING, S.CHECKS_PENDING, S.COMPLETED, S.FAILED, S.CANCELLED}),
-    S.CHECKS_PENDING: frozenset(),  # the egress checks take it from here
+    S.CHECKS_PENDING: frozenset({S.REVIEW_PENDING, S.FAILED}),  # the platform's egress checks
+    S.REVIEW_PENDING: frozenset(),  # a human reviewer decides from here
     S.COMPLETED: frozenset(),  # development runs end here: their outputs are synthetic
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
@@ -52,6 +54,7 @@ OWNER: dict[JobState, str] = {
     S.RUNNING: "worker",
     S.COLLECTING: "worker",
     S.CHECKS_PENDING: "egress_checks",
+    S.REVIEW_PENDING: "reviewer",
     S.COMPLETED: "nobody (terminal)",
     S.FAILED: "nobody (terminal)",
     S.CANCELLED: "nobody (terminal)",
@@ -72,5 +75,5 @@ def mermaid() -> str:
         for target in sorted(targets):
             if target != state:
                 lines.append(f"    {state.value} --> {target.value}")
-    lines += [f"    {s.value} --> [*]" for s in sorted(TERMINAL) if s is not S.CHECKS_PENDING]
+    lines += [f"    {s.value} --> [*]" for s in sorted(TERMINAL)]
     return "\n".join(lines)

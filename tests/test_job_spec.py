@@ -160,7 +160,7 @@ def test_a_valid_dp_action_is_stored() -> None:
 def test_every_state_has_transitions_and_an_owner() -> None:
     assert set(TRANSITIONS) == set(JobState) == set(OWNER)
     assert {
-        JobState.CHECKS_PENDING,
+        JobState.REVIEW_PENDING,
         JobState.COMPLETED,
         JobState.FAILED,
         JobState.CANCELLED,
@@ -186,5 +186,5 @@ def test_transitions(current: JobState, new: JobState, allowed: bool) -> None:
 def test_readme_state_diagram_is_generated_from_the_transitions() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert mermaid() in readme, (
-        "regenerate the diagram: python -c 'from jobs.states import mermaid; print(mermaid())'"
+        "regenerate it: python scripts/update-readme-diagram.py"
     )
