@@ -60,7 +60,7 @@ def main() -> None:
                 started = time.perf_counter()
                 job = service.submit(platform, spec)
                 worker.run(once=True)
-                assert service.view(platform, job.id).job.state.value == "checks_pending"
+                assert service.view(platform, job.id).job.state.value == "review_pending"
                 times.append(time.perf_counter() - started)
             median = statistics.median(times[1:])  # first run warms caches
             for _ in range(args.throughput_jobs):

@@ -79,6 +79,7 @@ def register(platform: Platform, manifest_path: Path) -> Registration:
     try:
         staged = stage_snapshot(manifest, manifest_path, staging)
         sha = sha256_file(staged.parquet)
+        _write_fingerprints(platform, manifest, staged.parquet, staging / "fingerprints.parquet")
         final = platform.snapshots_dir / sha
         with platform.store.transaction() as conn:
             existing = _version_by_sha(conn, manifest.name, sha)
@@ -97,6 +98,19 @@ def register(platform: Platform, manifest_path: Path) -> Registration:
         shutil.rmtree(staging, ignore_errors=True)
         if placed is not None:  # the transaction failed after the move: leave nothing behind
             shutil.rmtree(placed, ignore_errors=True)
+
+
+def _write_fingerprints(
+    platform: Platform, manifest: Manifest, parquet: Path, target: Path
+) -> None:
+    """Keyed hashes of every direct identifier, so egress checks can spot raw values without
+    the platform ever keeping a second clear copy of them."""
+    from egress_review.fingerprints import build_fingerprints, fingerprint_key
+
+    columns = [c for c, spec in manifest.columns.items() if spec.role == "direct_identifier"]
+    if columns:
+        build_fingerprints(parquet, columns, fingerprint_key(platform), target, label=manifest.name)
+        os.chmod(target, 0o400)
 
 
 def _record(

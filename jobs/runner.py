@@ -7,23 +7,26 @@ what the job wrote except through `collect_outputs`, which does not follow links
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from jobs import records
 from jobs.records import Job
 from jobs.states import FailureKind, JobState
+from policies.grant import policy_from_record
 from policies.workspace import build_workspace
 from sandbox.base import Failure, Limits, SandboxBackend, SandboxRequest, SandboxResult
 from sandbox.collect import CollectionReport, collect_outputs
+from shuyu.canonical import sha256_file
 from shuyu.errors import ShuyuError
 from shuyu.platform import Platform
-from shuyu.schema import job_outputs, jobs
+from shuyu.schema import grants, job_outputs, jobs
 
 SQL_RUNNER = Path(__file__).with_name("sql_runner.py")
 FAILURES = {
@@ -117,11 +120,8 @@ class JobRun:
     def run_action(self, name: str, action: dict[str, Any], workspace: Path) -> None:
         self.move(JobState.RUNNING, f"running action {name}")
         if action.get("dp"):
-            self.fail(
-                FailureKind.INTERNAL,
-                f"action {name}: DP queries run in the platform's DP engine, "
-                "which is not enabled on this deployment",
-            )
+            self.run_dp(name, action, workspace)
+            return
         code_dir = self.job_dir / "code"
         self._stage_inputs(action, code_dir)
         make_readable(code_dir)
@@ -167,6 +167,66 @@ class JobRun:
             self.fail(
                 FailureKind.INVALID_OUTPUTS,
                 f"action {name}: declared output {report.missing[0]} was not written",
+            )
+
+    def run_dp(self, name: str, action: dict[str, Any], workspace: Path) -> None:
+        """DP queries run here, in the platform: the sandbox never sees their true values.
+
+        Production runs reserve ε from the grant's budget first; development runs on the
+        synthetic twin spend nothing (there is no real person in a twin).
+        """
+        from privacy.engine import run_dp_query
+        from privacy.service import identifier_kinds, run_dp_action
+
+        with self.platform.store.read() as conn:
+            job = records.load(conn, self.job_id)
+            policy = policy_from_record(
+                conn.execute(
+                    select(grants.c.policy).where(grants.c.id == job.grant_id)
+                ).scalar_one()
+            )
+        ((out_path, declared),) = action["outputs"].items()
+        target = self.job_dir / "collected" / name / out_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if job.dev:
+                kinds = identifier_kinds(self.platform, workspace)
+                result = run_dp_query(workspace, action["dp"], identifier_kinds=kinds)
+            else:
+                result, _ = run_dp_action(
+                    self.platform,
+                    job.project,
+                    self.job_id,
+                    workspace,
+                    action["dp"],
+                    cap_for=policy.dp.epsilon_for,
+                )
+        except ShuyuError as exc:
+            self.fail(FailureKind.POLICY, f"action {name}: {exc.message}")
+        self.move(JobState.COLLECTING, f"collecting the DP result of action {name}")
+        suffix = target.suffix.lower()
+        if suffix == ".parquet":
+            result.to_parquet(target)
+        elif suffix == ".json":
+            result.table.to_json(target, orient="records", force_ascii=False)
+        else:
+            result.table.to_csv(target, index=False)
+        meta = json.loads(json.dumps(result.metadata(), default=str))
+        with self.platform.store.transaction() as conn:
+            conn.execute(
+                insert(job_outputs).values(
+                    job_id=self.job_id,
+                    action=name,
+                    path=out_path,
+                    status="collected",
+                    kind=declared["kind"],
+                    sha256=sha256_file(target),
+                    size_bytes=target.stat().st_size,
+                    rows=len(result.table),
+                    columns=len(result.table.columns),
+                    stored_path=str(target),
+                    declared={**declared, "dp": meta},
+                )
             )
 
     def _stage_inputs(self, action: dict[str, Any], code_dir: Path) -> None:
@@ -257,7 +317,9 @@ class JobRun:
 
 def _helpers(action: dict[str, Any]) -> dict[str, str]:
     """Contributor helper files of an action: helper path -> the output it backs."""
-    return {o["contributors"]: path for path, o in action["outputs"].items() if o.get("contributors")}
+    return {
+        o["contributors"]: path for path, o in action["outputs"].items() if o.get("contributors")
+    }
 
 
 def _argv(action: dict[str, Any]) -> list[str]:

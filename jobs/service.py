@@ -27,7 +27,7 @@ from shuyu.errors import Conflict, PolicyRefused, ValidationError
 from shuyu.platform import Platform
 from shuyu.schema import job_events, jobs
 
-WAIT_STATES = TERMINAL | {JobState.CHECKS_PENDING}
+WAIT_STATES = TERMINAL
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,13 @@ class OutputSpec(BaseModel):
     @model_validator(mode="after")
     def _contributors(self) -> OutputSpec:
         if self.contributors is not None and self.kind != "table":
-            raise ValueError("only table outputs take contributor data | fix: remove `contributors`")
+            raise ValueError(
+                "only table outputs take contributor data | fix: remove `contributors`"
+            )
         if self.contributors is not None and not self.values:
-            raise ValueError("contributor data needs the `values` columns it backs | fix: list them in values")
+            raise ValueError(
+                "contributor data needs the `values` columns it backs | fix: list them in values"
+            )
         return self
 
 
@@ -64,6 +68,8 @@ class DPQuery(BaseModel):
     query: str
     epsilon: float = Field(gt=0, le=10)
     max_contributions: int = Field(1, ge=1, le=1000)
+    delta: float | None = Field(None, ge=0, lt=1)  # only for GROUP BY over keys that are not public
+    unknown_keys: bool = False  # release only groups whose noisy count passes a noisy threshold
 
     @field_validator("query")
     @classmethod
@@ -169,8 +175,12 @@ def load_spec(path: Path) -> LoadedSpec:
                 field = f"actions.{name}.outputs.{out}.contributors"
                 _check_output_path(helper, "microdata", file, field)
                 if helper in action.outputs:
-                    raise ValidationError("contributor data must be a separate file from the outputs", file=file,
-                                          field=field, fix="name it e.g. _contributors/<output>.parquet")
+                    raise ValidationError(
+                        "contributor data must be a separate file from the outputs",
+                        file=file,
+                        field=field,
+                        fix="name it e.g. _contributors/<output>.parquet",
+                    )
         for need in action.needs:
             target, _, output = need.partition("/")
             if target not in spec.actions:

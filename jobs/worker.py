@@ -71,7 +71,10 @@ class Worker:
         beat = threading.Thread(target=self._heartbeat, args=(run, stop), daemon=True)
         beat.start()
         try:
-            return run.execute()
+            job = run.execute()
+            if job.state is JobState.CHECKS_PENDING:
+                job = self.check(job_id)
+            return job
         except Exception as exc:  # never leave a job active because of a bug
             with self.platform.store.transaction() as conn:
                 job = records.load(conn, job_id, lock=True)
@@ -88,6 +91,17 @@ class Worker:
         finally:
             stop.set()
             beat.join()
+
+    def check(self, job_id: str) -> Job:
+        """Run the egress checks in the platform; a job whose checks cannot run fails (closed)."""
+        from egress_review.service import check_job, fail_checks
+
+        try:
+            check_job(self.platform, job_id)
+        except Exception as exc:  # fail closed: nothing reaches review unchecked
+            fail_checks(self.platform, job_id, type(exc).__name__)
+        with self.platform.store.read() as conn:
+            return records.load(conn, job_id)
 
     def _heartbeat(self, run: JobRun, stop: threading.Event) -> None:
         """Keep the lease and watch for cancellation requests."""

@@ -153,3 +153,14 @@ job_outputs = Table(
     Column("reason", Text),
     Column("declared", JSON),
 )
+
+output_checks = Table(
+    "output_checks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, index=True),
+    Column("output_id", Integer, ForeignKey("job_outputs.id"), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),  # pass | review | blocked
+    Column("report", JSON, nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+)

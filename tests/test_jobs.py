@@ -72,7 +72,7 @@ def test_production_run_holds_outputs_for_checks(
     granted: Platform, sandbox_backend, tmp_path: Path
 ) -> None:
     view = run_production(granted, sandbox_backend, example_job(tmp_path))
-    assert view.job.state is JobState.CHECKS_PENDING, view.job.reason
+    assert view.job.state is JobState.REVIEW_PENDING, view.job.reason
     assert [e["to"] for e in view.events] == [
         "queued",
         "preparing",
@@ -81,7 +81,10 @@ def test_production_run_holds_outputs_for_checks(
         "running",
         "collecting",
         "checks_pending",
+        "review_pending",
     ]
+    helper = [o for o in view.outputs if o["status"] == "helper"]
+    assert [o["path"] for o in helper] == ["_contributors/wages_by_district.parquet"]
     collected = [o for o in view.outputs if o["status"] == "collected"]
     assert {o["path"] for o in collected} == {"wages_by_district.csv", "headcount_by_industry.csv"}
     for o in collected:
@@ -107,7 +110,7 @@ def test_undeclared_files_are_reported_and_never_collected(
     """,
     )
     view = run_production(granted, local_backend, spec)
-    assert view.job.state is JobState.CHECKS_PENDING
+    assert view.job.state is JobState.REVIEW_PENDING
     status = {o["path"]: o["status"] for o in view.outputs if o["status"] != "log"}
     assert status == {"result.csv": "collected", "extra.csv": "undeclared"}
     assert not list(granted.jobs_dir.rglob("collected/**/extra.csv"))
@@ -199,7 +202,9 @@ def granted_any(request: pytest.FixtureRequest, tmp_path: Path, demo_dir: Path):
     platform.store.dispose()
 
 
-def test_two_workers_never_take_the_same_job(granted_any: Platform, local_backend, tmp_path) -> None:
+def test_two_workers_never_take_the_same_job(
+    granted_any: Platform, local_backend, tmp_path
+) -> None:
     granted = granted_any
     ids = [
         service.submit(
@@ -224,7 +229,7 @@ def test_two_workers_never_take_the_same_job(granted_any: Platform, local_backen
     with granted.store.read() as conn:
         claims = [e.subject for e in ledger.entries(conn, action="job.preparing")]
     assert sorted(claims) == sorted(f"job:{i}" for i in ids), "each job claimed exactly once"
-    assert all(service.view(granted, i).job.state is JobState.CHECKS_PENDING for i in ids)
+    assert all(service.view(granted, i).job.state is JobState.REVIEW_PENDING for i in ids)
 
 
 def _wait_for_state(platform: Platform, job_id: str, state: JobState, timeout: float = 60) -> None:

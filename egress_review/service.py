@@ -1,0 +1,307 @@
+"""The automated egress checks: every production output, before any human sees it.
+
+Runs in the platform, never in the sandbox. Per collected output: personal-information
+detection (including linkage to the project's pseudonyms and to raw identifiers of the granted
+datasets, via keyed fingerprints), then statistical disclosure control for tables or
+k-anonymity/l-diversity/risk for microdata. Logs are scanned too. The report travels with the
+outputs into review; an output that fails a hard rule is `blocked` and can never be released.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import insert, select
+
+from egress_review.detect import Finding, scan_output, scan_text
+from egress_review.fingerprints import FingerprintSet, fingerprint_key
+from egress_review.microdata import check_microdata
+from egress_review.sdc import check_table
+from jobs import records
+from jobs.states import FailureKind, JobState
+from policies.grant import DisclosureRules, policy_from_record
+from shuyu.canonical import utcnow
+from shuyu.errors import ValidationError
+from shuyu.platform import Platform
+from shuyu.schema import grants, job_outputs, output_checks, workspaces
+
+PASS, REVIEW, BLOCKED = "pass", "review", "blocked"
+TABLE_SUFFIXES = {".csv", ".parquet"}
+
+
+@dataclass
+class OutputCheck:
+    """The verdict on one output (or log) and the evidence behind it."""
+
+    name: str
+    kind: str
+    status: str = PASS
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    sdc: dict[str, Any] | None = None
+    microdata: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "findings": self.findings,
+            "sdc": self.sdc,
+            "microdata": self.microdata,
+            "notes": self.notes,
+        }
+
+
+def check_output(
+    path: Path,
+    name: str,
+    declared: dict[str, Any],
+    rules: DisclosureRules,
+    *,
+    fingerprints: FingerprintSet | None = None,
+    pseudonyms: Path | None = None,
+    contributors: Path | None = None,
+) -> OutputCheck:
+    """All checks for one output file; `declared` is the output's spec (kind and column roles)."""
+    kind = declared.get("kind", "table")
+    result = OutputCheck(name, kind)
+    findings = scan_output(path, name, fingerprints=fingerprints, pseudonyms=pseudonyms)
+    result.findings = [_finding(f) for f in findings]
+    if findings:
+        result.status = BLOCKED
+        result.notes.append(
+            f"{len(findings)} personal-information finding(s): the output cannot be released"
+        )
+    if declared.get("dp"):
+        result.notes.append(
+            "differentially private result computed by the platform: SDC rules do not apply"
+        )
+        return result
+    if kind == "table" and path.suffix.lower() in TABLE_SUFFIXES | {".json"}:
+        _check_table(result, path, declared, rules, contributors)
+        _redact(result, findings)
+    elif kind == "microdata":
+        _check_microdata(result, path, declared, rules)
+    elif kind in ("figure", "text"):
+        result.status = _worst(result.status, REVIEW)
+        result.notes.append(
+            f"a {kind} cannot be checked automatically: the reviewer must inspect it"
+        )
+    return result
+
+
+def _check_table(
+    result: OutputCheck,
+    path: Path,
+    declared: dict[str, Any],
+    rules: DisclosureRules,
+    contributors: Path | None,
+) -> None:
+    table = _read(path)
+    counts, values = list(declared.get("counts") or []), list(declared.get("values") or [])
+    group_by = list(
+        declared.get("group_by") or [c for c in table.columns if c not in counts + values]
+    )
+    if not counts and not values:
+        result.status = _worst(result.status, REVIEW)
+        result.notes.append("no counts or values declared: the reviewer must judge every cell")
+        return
+    stats = [s for s in declared.get("statistics") or [] if s != "count"]
+    report = check_table(
+        table,
+        group_by=group_by,
+        counts=counts,
+        values=values,
+        rules=rules,
+        contributors=contributors,
+        contributor_id="contributor" if contributors else None,
+        stats=stats[0] if stats else None,
+    )
+    result.sdc = report.to_dict()
+    result.status = _worst(result.status, REVIEW if not report.ok else PASS)
+    if report.blocked:
+        result.notes.append(
+            f"{report.summary['fail']} cell(s) fail disclosure rules: suppress or round them before release"
+        )
+
+
+def _redact(result: OutputCheck, findings: list[Finding]) -> None:
+    """SDC cells name their group-by keys; a key holding personal information is shown masked,
+    so the report never copies a clear identifier into the store."""
+    if not findings or result.sdc is None:
+        return
+    masked = {(f.row, f.column): f.masked for f in findings}
+    for cell in result.sdc["cells"]:
+        for column in cell["key"]:
+            if (cell["row"] + 1, column) in masked:
+                cell["key"][column] = masked[(cell["row"] + 1, column)]
+
+
+def _check_microdata(
+    result: OutputCheck, path: Path, declared: dict[str, Any], rules: DisclosureRules
+) -> None:
+    report = check_microdata(
+        _read(path),
+        quasi_identifiers=declared.get("quasi_identifiers") or [],
+        sensitive=declared.get("sensitive") or [],
+        rules=rules,
+    )
+    result.microdata = report.to_dict()
+    if report.blocked:
+        result.status = BLOCKED
+        result.notes.append(
+            "microdata fails k-anonymity or l-diversity: blocked (generalise or suppress first)"
+        )
+    elif not report.ok:
+        result.status = _worst(result.status, REVIEW)
+
+
+def check_log(
+    data: bytes, name: str, *, fingerprints: FingerprintSet | None, pseudonyms: Path | None
+) -> OutputCheck:
+    result = OutputCheck(name, "log")
+    findings = scan_text(data, name, fingerprints=fingerprints, pseudonyms=pseudonyms)
+    result.findings = [_finding(f) for f in findings]
+    if findings:
+        result.status = REVIEW
+        result.notes.append(
+            "the log holds personal information: reviewers see it masked; it is never released"
+        )
+    return result
+
+
+def check_job(platform: Platform, job_id: str) -> dict[str, Any]:
+    """Check every collected output and log of a job in `checks_pending`; move it on to review."""
+    with platform.store.read() as conn:
+        job = records.load(conn, job_id)
+        if job.state is not JobState.CHECKS_PENDING:
+            raise ValidationError(f"job {job_id} is {job.state.value}, not awaiting checks")
+        grant = conn.execute(
+            select(grants.c.policy).where(grants.c.id == job.grant_id)
+        ).scalar_one()
+        workspace = conn.execute(
+            select(workspaces).where(workspaces.c.id == job.workspace_id)
+        ).one()
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(
+                select(job_outputs).where(job_outputs.c.job_id == job_id).order_by(job_outputs.c.id)
+            )
+        ]
+    rules = policy_from_record(grant).disclosure
+    pseudonyms = Path(workspace.path)
+    fingerprints = job_fingerprints(platform, workspace.snapshots)
+    helpers = {
+        (r["action"], r["path"]): Path(r["stored_path"]) for r in rows if r["status"] == "helper"
+    }
+    checks: list[tuple[int, OutputCheck]] = []
+    for row in rows:
+        stored = Path(row["stored_path"]) if row["stored_path"] else None
+        if row["status"] == "collected" and stored is not None:
+            declared = row["declared"] or {}
+            helper = helpers.get((row["action"], declared.get("contributors")))
+            checks.append(
+                (
+                    row["id"],
+                    check_output(
+                        stored,
+                        f"{row['action']}/{row['path']}",
+                        declared,
+                        rules,
+                        fingerprints=fingerprints,
+                        pseudonyms=pseudonyms,
+                        contributors=helper,
+                    ),
+                )
+            )
+        elif row["status"] == "log" and stored is not None:
+            checks.append(
+                (
+                    row["id"],
+                    check_log(
+                        stored.read_bytes(),
+                        f"log:{row['action']}",
+                        fingerprints=fingerprints,
+                        pseudonyms=pseudonyms,
+                    ),
+                )
+            )
+    report = {
+        "job": job_id,
+        "checked_at": utcnow().isoformat(),
+        "rules": rules.model_dump(),
+        "outputs": [c.to_dict() for _, c in checks],
+    }
+    target = platform.jobs_dir / job_id / "checks" / "report.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+    )
+    counts = {
+        s: sum(c.status == s for _, c in checks if c.kind != "log") for s in (PASS, REVIEW, BLOCKED)
+    }
+    with platform.store.transaction() as conn:
+        now = utcnow()
+        for output_id, check in checks:
+            conn.execute(
+                insert(output_checks).values(
+                    job_id=job_id,
+                    output_id=output_id,
+                    status=check.status,
+                    report=json.loads(json.dumps(check.to_dict(), default=str)),
+                    checked_at=now,
+                )
+            )
+        reason = (
+            f"checks done: {counts[PASS]} pass, {counts[REVIEW]} need review, "
+            f"{counts[BLOCKED]} blocked; awaiting a reviewer"
+        )
+        records.transition(conn, job_id, JobState.REVIEW_PENDING, reason, platform.actor)
+    return report
+
+
+def fail_checks(platform: Platform, job_id: str, why: str) -> None:
+    with platform.store.transaction() as conn:
+        records.transition(
+            conn,
+            job_id,
+            JobState.FAILED,
+            f"egress checks could not run: {why}",
+            platform.actor,
+            FailureKind.INTERNAL,
+        )
+
+
+def job_fingerprints(platform: Platform, snapshots: dict[str, str]) -> FingerprintSet | None:
+    paths = [platform.snapshots_dir / sha / "fingerprints.parquet" for sha in snapshots.values()]
+    present = [p for p in paths if p.is_file()]
+    return FingerprintSet(present, fingerprint_key(platform)) if present else None
+
+
+def _read(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix == ".json":
+        return pd.read_json(path)
+    return pd.read_csv(path)
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {
+        "output": f.output,
+        "row": f.row,
+        "column": f.column,
+        "kind": f.kind,
+        "masked": f.masked,
+    }
+
+
+def _worst(a: str, b: str) -> str:
+    order = [PASS, REVIEW, BLOCKED]
+    return max(a, b, key=order.index)
