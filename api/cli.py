@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import click
 
 from api.output import emit, fail, json_option, progress_bar
-from shuyu.errors import ShuyuError
+from shuyu.errors import PlatformError, ShuyuError
 from shuyu.platform import Platform, init_home, open_platform
 from shuyu.settings import Settings
 
@@ -22,6 +23,18 @@ class ShuyuGroup(click.Group):
             return super().invoke(ctx)
         except ShuyuError as error:
             fail(error, as_json="--json" in sys.argv)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: one line for people, the traceback only when asked for
+            if os.environ.get("SHUYU_DEBUG"):
+                raise
+            fail(
+                PlatformError(
+                    f"internal error ({type(exc).__name__}): {exc}",
+                    fix="rerun with SHUYU_DEBUG=1 for the traceback and report it",
+                ),
+                as_json="--json" in sys.argv,
+            )
 
 
 def platform_from(ctx: click.Context) -> Platform:
@@ -91,11 +104,12 @@ def demo_data(out: Path, scale: int, seed: int, as_json: bool) -> None:
     )
 
 
-from api import cli_data, cli_jobs  # noqa: E402  (each registers its group of commands)
+from api import cli_checks, cli_data, cli_jobs  # noqa: E402  (each registers its commands)
 
 cli_data.register(main)
 cli_jobs.register(main)
 cli_jobs.register_serve(main)
+cli_checks.register(main)
 
 
 def _store_label(settings: Settings) -> str:

@@ -43,7 +43,9 @@ class OutputCheck:
     findings: list[dict[str, Any]] = field(default_factory=list)
     sdc: dict[str, Any] | None = None
     microdata: dict[str, Any] | None = None
+    dp: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    evidence: Any = field(default=None, repr=False)  # the TableReport / MicrodataReport behind it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class OutputCheck:
             "findings": self.findings,
             "sdc": self.sdc,
             "microdata": self.microdata,
+            "dp": self.dp,
             "notes": self.notes,
         }
 
@@ -78,6 +81,7 @@ def check_output(
             f"{len(findings)} personal-information finding(s): the output cannot be released"
         )
     if declared.get("dp"):
+        result.dp = declared["dp"]
         result.notes.append(
             "differentially private result computed by the platform: SDC rules do not apply"
         )
@@ -123,6 +127,7 @@ def _check_table(
         stats=stats[0] if stats else None,
     )
     result.sdc = report.to_dict()
+    result.evidence = report
     result.status = _worst(result.status, REVIEW if not report.ok else PASS)
     if report.blocked:
         result.notes.append(
@@ -152,6 +157,7 @@ def _check_microdata(
         rules=rules,
     )
     result.microdata = report.to_dict()
+    result.evidence = report
     if report.blocked:
         result.status = BLOCKED
         result.notes.append(
@@ -159,6 +165,60 @@ def _check_microdata(
         )
     elif not report.ok:
         result.status = _worst(result.status, REVIEW)
+
+
+def check_file(
+    path: Path,
+    *,
+    kind: str = "table",
+    counts: list[str] | None = None,
+    values: list[str] | None = None,
+    group_by: list[str] | None = None,
+    quasi_identifiers: list[str] | None = None,
+    sensitive: list[str] | None = None,
+    statistics: list[str] | None = None,
+    contributors: Path | None = None,
+    rules: DisclosureRules | None = None,
+) -> OutputCheck:
+    """The same checks on any local file, so analysts can check an output before submitting it."""
+    if not path.is_file():
+        raise ValidationError("file not found", file=str(path), fix="check the path")
+    declared = {
+        "kind": kind,
+        "counts": counts or [],
+        "values": values or [],
+        "group_by": group_by or [],
+        "quasi_identifiers": quasi_identifiers or [],
+        "sensitive": sensitive or [],
+        "statistics": statistics or [],
+    }
+    return check_output(
+        path, path.name, declared, rules or DisclosureRules(), contributors=contributors
+    )
+
+
+def acro_results(check: OutputCheck) -> dict[str, Any]:
+    """The check in ACRO's results.json layout (readable by SACRO-Viewer)."""
+    from egress_review.acro_format import to_acro_results
+
+    if check.evidence is None:
+        raise ValidationError(
+            f"a {check.kind} check has no ACRO equivalent",
+            field="--format",
+            fix="use --format acro only for table or microdata checks",
+        )
+    return to_acro_results({check.name: check.evidence})
+
+
+def job_checks(platform: Platform, job_id: str) -> list[dict[str, Any]]:
+    """Stored check reports of a job, for reviewers and auditors."""
+    with platform.store.read() as conn:
+        rows = conn.execute(
+            select(output_checks.c.report)
+            .where(output_checks.c.job_id == job_id)
+            .order_by(output_checks.c.id)
+        ).all()
+    return [r.report for r in rows]
 
 
 def check_log(

@@ -206,11 +206,15 @@ class JobRun:
         self.move(JobState.COLLECTING, f"collecting the DP result of action {name}")
         suffix = target.suffix.lower()
         if suffix == ".parquet":
-            result.to_parquet(target)
-        elif suffix == ".json":
-            result.table.to_json(target, orient="records", force_ascii=False)
-        else:
-            result.table.to_csv(target, index=False)
+            result.to_parquet(target)  # ε, mechanisms and error bounds in the file's metadata
+        else:  # text formats carry each cell's 95% error bound in a column beside it
+            table = result.table.copy()
+            for column, bounds in result.error_bounds.items():
+                table[f"{column}_error95"] = bounds
+            if suffix == ".json":
+                table.to_json(target, orient="records", force_ascii=False)
+            else:
+                table.to_csv(target, index=False)
         meta = json.loads(json.dumps(result.metadata(), default=str))
         with self.platform.store.transaction() as conn:
             conn.execute(

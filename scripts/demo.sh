@@ -40,6 +40,13 @@ echo "submitted $JOB"
 shuyu worker --once
 shuyu job status "$JOB"
 
-step "9. Everything above is in the tamper-evident ledger"
+step "9. The automated egress checks of that job (what a reviewer sees first; values masked)"
+shuyu checks show "$JOB"
+
+step "10. An analyst checks a table locally before submitting (same rules; ACRO layout with --format acro)"
+printf 'district,contributors\n海勃湾区,120\n海南区,4\n乌达区,37\n' > "$SHUYU_HOME/tmp/precheck.csv"
+shuyu check "$SHUYU_HOME/tmp/precheck.csv" --counts contributors || echo "(exit $?: one cell fails the threshold rule)"
+
+step "11. Everything above is in the tamper-evident ledger"
 shuyu ledger list
 shuyu ledger verify

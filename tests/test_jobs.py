@@ -80,13 +80,19 @@ def test_production_run_holds_outputs_for_checks(
         "collecting",
         "running",
         "collecting",
+        "running",
+        "collecting",
         "checks_pending",
         "review_pending",
     ]
     helper = [o for o in view.outputs if o["status"] == "helper"]
     assert [o["path"] for o in helper] == ["_contributors/wages_by_district.parquet"]
     collected = [o for o in view.outputs if o["status"] == "collected"]
-    assert {o["path"] for o in collected} == {"wages_by_district.csv", "headcount_by_industry.csv"}
+    assert {o["path"] for o in collected} == {
+        "wages_by_district.csv",
+        "headcount_by_industry.csv",
+        "dp_wages_by_district.csv",
+    }
     for o in collected:
         assert Path(o["stored_path"]).is_relative_to(granted.jobs_dir)
         assert o["rows"] > 0 and len(o["sha256"]) == 64

@@ -1,0 +1,56 @@
+"""`shuyu check`: the platform's checks on a local file, for analysts, in our and ACRO's layouts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def shuyu(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "SHUYU_HOME": str(cwd)},
+    )
+
+
+def test_check_reports_failing_cells_and_exits_non_zero(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text("district,n\n海勃湾区,120\n海南区,3\n乌达区,11\n", encoding="utf-8")
+    done = shuyu("check", str(table), "--counts", "n", "--json", cwd=tmp_path)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    failing = [c["key"]["district"] for c in report["sdc"]["cells"] if c["status"] == "fail"]
+    assert failing == ["海南区"]
+
+
+def test_clean_table_passes(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text("district,n\n海勃湾区,120\n海南区,30\n", encoding="utf-8")
+    done = shuyu("check", str(table), "--counts", "n", "--json", cwd=tmp_path)
+    assert done.returncode == 0 and json.loads(done.stdout)["status"] == "pass"
+
+
+def test_acro_layout(tmp_path: Path) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text("district,n\nA,120\nB,3\n", encoding="utf-8")
+    done = shuyu("check", str(table), "--counts", "n", "--format", "acro", cwd=tmp_path)
+    results = json.loads(done.stdout)["results"]["t.csv"]
+    assert results["status"] == "fail"
+    sdc = results["files"][0]["sdc"]
+    assert sdc["summary"]["threshold"] == 1
+    assert sdc["cells"]["threshold"] == [[1, 1]]  # row B, column n
+
+
+def test_identifiers_block_a_file(tmp_path: Path) -> None:
+    table = tmp_path / "people.csv"
+    table.write_text("who,n\n11010519491231002X,12\n", encoding="utf-8")
+    done = shuyu("check", str(table), "--counts", "n", "--json", cwd=tmp_path)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["status"] == "blocked" and report["findings"][0]["kind"] == "cn_resident_id"
+    assert "11010519491231002X" not in done.stdout
