@@ -29,7 +29,8 @@ def write_spec(tmp_path: Path, change=None) -> Path:
 
 def test_example_spec_loads_in_dependency_order(tmp_path: Path) -> None:
     loaded = load_spec(write_spec(tmp_path))
-    assert loaded.order == ("wages", "headcount")
+    assert set(loaded.order) == {"wages", "headcount", "dp_wages"}
+    assert loaded.order.index("wages") < loaded.order.index("headcount")
     assert set(loaded.code) == {"wages.py", "headcount.sql"}
     assert all(len(h) == 64 for h in loaded.code.values())
 
