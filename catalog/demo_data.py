@@ -377,12 +377,12 @@ def generate_demo_data(
         con.execute("SET preserve_insertion_order = true")
         for sql in _residents_sql(s, RESIDENTS_PER_SCALE * scale):
             con.execute(sql)
-        (worst,) = con.execute("SELECT max(k) FROM r1").fetchone()
+        (worst,) = con.execute("SELECT max(k) FROM r1").fetchone()  # type: ignore[misc]
         if worst >= 500:  # cannot happen below MAX_SCALE; guards the uniqueness argument
             raise RuntimeError("too many residents share a birth date; lower the scale")
         con.execute(_enterprises_sql(s, ENTERPRISES_PER_SCALE * scale))
         con.execute(_jobs_sql(s))
-        (rows,) = con.execute("SELECT sum(len) FROM jobs").fetchone()
+        (rows,) = con.execute("SELECT sum(len) FROM jobs").fetchone()  # type: ignore[misc]
         if rows < MIN_CONTRIBUTIONS_PER_SCALE * scale:
             raise RuntimeError(f"seed {seed} gave only {rows} contribution rows; try another")
         for name, meta in DATASETS.items():

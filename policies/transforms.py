@@ -31,6 +31,7 @@ class Transform:
 
 def parse_transform(raw: Any) -> Transform:
     """Accept `keep` / `{generalise: year}` / `{mask: {keep_prefix: 3}}` forms; raise ValueError."""
+    options: dict[str, Any]
     if isinstance(raw, str):
         name, options = raw, {}
     elif isinstance(raw, dict) and len(raw) == 1:
@@ -44,7 +45,7 @@ def parse_transform(raw: Any) -> Transform:
         raise ValueError(
             f"unknown transform {name!r} | fix: use keep, drop, pseudonymise, generalise, mask or top_bottom_code"
         )
-    return Transform(name, dict(options))
+    return Transform(name, dict(options))  # type: ignore[arg-type]  # checked just above
 
 
 def check_fits(transform: Transform, column: str, spec: ColumnSpec) -> Transform:

@@ -227,7 +227,7 @@ def _recorded(platform: Platform, workspace_id: str) -> bool:
         )
 
 
-def _from_row(row: Mapping[str, Any], cached: bool) -> Workspace:
+def _from_row(row: Mapping[Any, Any], cached: bool) -> Workspace:
     return Workspace(
         id=row["id"],
         project=row["project"],

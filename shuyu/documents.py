@@ -49,7 +49,7 @@ def parse_model(model: type[M], data: Any, file: Path | str) -> M:
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message, fix = _explain(first)
+        message, fix = _explain(dict(first))
         more = exc.error_count() - 1
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"
