@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as _dt
+import gzip
 import logging
 import os
 import re
@@ -63,7 +64,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+import pyarrow as pa  # type: ignore[import-untyped]
 from stdnum import luhn
 from stdnum.cn import ric, uscc
 
@@ -79,6 +80,7 @@ from egress_review.fingerprints import (
     FULL_WIDTH_RE,
     GROUPED_DIGITS_RE,
     FingerprintSet,
+    fingerprintable_sql,
     fold_sql,
     hash_sql,
     key_sql,
@@ -117,7 +119,7 @@ _RE_UPPER = r"[0-9A-Z]{9,}"
 _RE_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _RE_PLATE = f"[{PLATE_PROVINCES}][A-Z][·•・ ]?[0-9A-Za-z]{{4,}}[挂学警港澳]?"
 # A cell can only hold a candidate if it matches this (one cheap pass prunes most cells).
-_RE_PREFILTER = f"[0-9A-Z]{{9}}|@|[{PLATE_PROVINCES}]|{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"
+_RE_PREFILTER = f"[0-9A-Z]{{9}}|@|[{PLATE_PROVINCES}][A-Z]|{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"
 _RE_HASH = r"[0-9a-fA-F]{32,}"  # digit runs inside these are parts of hashes
 _RE_FRACTION = r"([0-9])\.[0-9]+"
 _RE_HEX = f"[0-9a-f]{{{MIN_PSEUDONYM_PREFIX},}}"
@@ -132,7 +134,8 @@ _RE_PASSPORT = r"[EG][0-9]{8}|E[A-HJ-NP-Z][0-9]{7}|[DSP]E[0-9]{7}"
 _RE_PLATE_TAIL = (
     r"[DF][A-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[DF]|[A-HJ-NP-Z0-9]{4}[挂学警港澳]|[A-HJ-NP-Z0-9]{5}"
 )
-assert USCC_ALPHABET == "0123456789ABCDEFGHJKLMNPQRTUWXY"  # what _USCC_CHARS spells
+if USCC_ALPHABET != "0123456789ABCDEFGHJKLMNPQRTUWXY":  # what _USCC_CHARS spells
+    raise ImportError("catalog.idcodes.USCC_ALPHABET changed: update _USCC_CHARS")
 
 
 @dataclass(frozen=True)
@@ -347,7 +350,9 @@ def _fingerprint_sql(cells: str, fingerprints: str) -> str:
 
     Every non-empty cell (or line) is hashed whole; one holding anything besides token
     characters is also split into tokens (runs of ``[0-9A-Za-z@._-]``, 6+ chars) and fields
-    (split at whitespace and punctuation, e.g. ``name=张三;``), each hashed too.
+    (split at whitespace and punctuation, e.g. ``name=张三;``), each hashed too. Each distinct
+    value is hashed once (outputs repeat values: categories, counts, log phrases), and only
+    the few matching values are joined back to their cells.
     """
     pieces = (
         f"list_distinct(list_concat([{key_sql('n')}], "
@@ -359,15 +364,15 @@ def _fingerprint_sql(cells: str, fingerprints: str) -> str:
 WITH norm AS (
     SELECT _row, _col, {fold_sql("v")} AS n FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= 2
 ),
-piece AS (SELECT _row, _col, unnest({pieces}) AS piece FROM norm),
-hashed AS (
-    SELECT _row, _col, val, {hash_sql("val")} AS h
-    FROM (SELECT _row, _col, upper(piece) AS val FROM piece) WHERE length(val) >= 2
+piece AS (SELECT _row, _col, upper(unnest({pieces})) AS val FROM norm),
+cell_value AS (SELECT _row, _col, val FROM piece WHERE {fingerprintable_sql("val")}),
+hit AS (
+    SELECT u.val, string_agg(DISTINCT fp.source, ',' ORDER BY fp.source) AS source
+    FROM (SELECT DISTINCT val FROM cell_value) u JOIN {fingerprints} fp ON {hash_sql("u.val")} = fp.h
+    GROUP BY u.val
 )
-SELECT hashed._row, hashed._col, 'raw_identifier' AS kind, hashed.val AS value,
-    string_agg(DISTINCT fp.source, ',' ORDER BY fp.source) AS source
-FROM hashed JOIN {fingerprints} fp ON hashed.h = fp.h
-GROUP BY ALL
+SELECT DISTINCT c._row, c._col, 'raw_identifier' AS kind, c.val AS value, hit.source
+FROM cell_value c JOIN hit ON c.val = hit.val
 ORDER BY 1, 2 NULLS FIRST, 4
 LIMIT $limit
 """
@@ -541,11 +546,12 @@ def scan_table(
                     "not a readable Parquet file", file=str(path), fix="write valid Parquet"
                 ) from None
         else:
-            columns = _load_csv(scanner, path)
-            if columns is None:
+            parsed = _load_csv(scanner, path)
+            if parsed is None:
                 log.warning("%s could not be parsed as CSV: scanned as text lines", output_name)
                 hits = _scan_text_chunks(scanner, _chunks_of_file(path))
                 return _findings(output_name, hits, None)
+            columns = parsed
         hits = scanner.run(_cells_sql(len(columns)))
         return _findings(output_name, hits, columns)
 
@@ -718,7 +724,8 @@ def _chunks_of_bytes(data: bytes) -> Iterator[str]:
 
 
 def _chunks_of_file(path: Path) -> Iterator[str]:
-    with path.open("rb") as fh:
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as fh:
         yield from _line_blocks(iter(lambda: fh.read(TEXT_CHUNK_BYTES), b""))
 
 

@@ -11,7 +11,7 @@ Two things in an output link it back to people even when no pattern detector fir
    and token the same way, in DuckDB, and semi-joins against the files.
 2. **Pseudonym keys** of the project (``policies.transforms``: 32 hex chars of a keyed hash).
    An output cell holding one is row-level linkage back to the workspace.
-   :func:`pseudonym_relation_sql` collects them from the workspace file (attached read-only).
+   :func:`load_pseudonyms` collects them from the workspace file (attached read-only).
 
 The hash is the nested keyed SHA-256 that ``policies/transforms.py`` uses for pseudonyms,
 ``sha256(k || sha256(k || v))`` with ``k`` the key in hex, over the value normalised by
@@ -111,6 +111,19 @@ def normalise_sql(expr: str) -> str:
     return key_sql(fold_sql(expr))
 
 
+def fingerprintable_sql(expr: str) -> str:
+    """Whether a normalised value can be fingerprinted (at build) or looked up (at scan).
+
+    One-character values, numbers of at most five digits and decimal fractions are left out:
+    outputs are full of counts and amounts, so such values would match everywhere, and they
+    identify no one.
+    """
+    return (
+        f"(length({expr}) >= {MIN_VALUE_CHARS} "
+        f"AND NOT regexp_full_match({expr}, '-?[0-9]{{1,5}}|-?[0-9]*\\.[0-9]+'))"
+    )
+
+
 def hash_sql(expr: str, key_param: str = "$fpkey") -> str:
     """Nested keyed SHA-256 of a normalised VARCHAR expression; the key is a bound parameter."""
     return f"sha256({key_param} || sha256({key_param} || {expr}))"
@@ -139,8 +152,8 @@ def build_fingerprints(
 
     The file has two columns: ``h`` (64 hex chars) and ``column`` (``label.column`` when a label,
     such as the dataset name, is given). Rows are sorted by hash, so the file keeps nothing of
-    the snapshot's row order. Values shorter than two characters are left out. Everything runs
-    in DuckDB; no value reaches Python. Returns the number of fingerprints written.
+    the snapshot's row order. Values :func:`fingerprintable_sql` rejects (one character, short
+    numbers, fractions) are left out. Everything runs in DuckDB; no value reaches Python. Returns the number of fingerprints written.
     """
     _check_key(key)
     snapshot_parquet = Path(snapshot_parquet)
@@ -171,7 +184,7 @@ def build_fingerprints(
         con.execute(
             "CREATE TEMP TABLE fp AS SELECT DISTINCT "
             f'{hash_sql("v")} AS h, src AS "column" FROM ({body}) '
-            f"WHERE v IS NOT NULL AND length(v) >= {MIN_VALUE_CHARS}",
+            f"WHERE v IS NOT NULL AND {fingerprintable_sql('v')}",
             {"fpkey": key.hex()},
         )
         count = con.execute("SELECT count(*) FROM fp").fetchone()[0]  # type: ignore[index]

@@ -359,6 +359,7 @@ def _finding(f: Finding) -> dict[str, Any]:
         "column": f.column,
         "kind": f.kind,
         "masked": f.masked,
+        "source": f.source,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import os
 from pathlib import Path
@@ -295,6 +296,9 @@ def test_text_files_gbk_crlf_and_limit(tmp_path: Path) -> None:
     assert [(f.row, f.kind) for f in findings] == [(r, "cn_resident_id") for r in range(2, 7)]
     assert [f.row for f in scan_text(path, "log.txt", limit=2)] == [2, 3]
     assert scan_text(b"", "empty") == []
+    packed = tmp_path / "log.txt.gz"
+    packed.write_bytes(gzip.compress(f"a\nb {rid}\n".encode()))
+    assert [(f.row, f.kind) for f in scan_output(packed, "log.txt.gz")] == [(2, "cn_resident_id")]
     with pytest.raises(ValidationError):
         scan_text(path, "log.txt", limit=0)
 
@@ -434,24 +438,22 @@ def make_workspace(path: Path, key: bytes, ids: list[str]) -> Path:
     return path
 
 
+def pseudonyms_of(workspace: Path) -> list[str]:
+    with duckdb.connect(str(workspace), read_only=True) as con:
+        return [
+            r[0] for r in con.execute("SELECT resident_id FROM residents ORDER BY rowid").fetchall()
+        ]
+
+
 def test_pseudonym_keys_of_the_project_are_row_level_linkage(
     tmp_path: Path, platform: Platform
 ) -> None:
     ids = [resident_id(f"1503021969062{i:04d}") for i in range(50)]
     ws = make_workspace(tmp_path / "ws.duckdb", platform.project_key("employment"), ids)
-    keys = [
-        r[0]
-        for r in duckdb.connect(str(ws), read_only=True)
-        .execute("SELECT resident_id FROM residents ORDER BY rowid")
-        .fetchall()
-    ]
-    assert all(len(k) == PSEUDONYM_HEX_CHARS for k in keys)
+    keys = pseudonyms_of(ws)
+    assert len(keys) == len(ids) and all(len(k) == PSEUDONYM_HEX_CHARS for k in keys)
     other_project = make_workspace(tmp_path / "other.duckdb", platform.project_key("other"), ids)
-    other_key = (
-        duckdb.connect(str(other_project), read_only=True)
-        .execute("SELECT resident_id FROM residents LIMIT 1")
-        .fetchone()[0]
-    )  # type: ignore[index]
+    other_key = pseudonyms_of(other_project)[0]
 
     out = tmp_path / "rows.csv"
     out.write_text(
