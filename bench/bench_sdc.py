@@ -200,11 +200,12 @@ def ours(path: Path, repeat: int) -> dict:
 
 def run_acro(paths: dict[str, Path], repeat: int) -> dict | None:
     if not ACRO_PYTHON.exists():
-        print(
-            f"ACRO venv missing: create it with python3 -m venv {ACRO_PYTHON.parent.parent} "
-            "&& its pip install acro pyarrow"
-        )
-        return None
+        print("ACRO venv missing: running bench/envs/acro/setup.sh")
+        setup = ACRO_PYTHON.parent.parent / "setup.sh"
+        done = subprocess.run(["bash", str(setup)], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"ACRO could not be installed: {done.stderr.strip()[-400:]}")
+            return None
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
         spec.write_text(

@@ -10,8 +10,9 @@ Pipeline (all inside the platform; the analyst's sandbox never sees a true value
      order depends only on that person's own rows and a secret seed, so adding or removing a
      person changes at most k rows of the bounded relation. As every person has at most k
      rows, they also touch at most k groups with at most k rows each (per-group bound).
-     Persons with at most k rows keep all of them without ranking (`count(*) OVER` first;
-     only the others are sorted): the same result, and cheap when k covers most persons;
+     How it is computed depends on cached row-count histograms of the workspace tables (see
+     `_strategy`): no ranking when no person can exceed k rows, ranking only the persons above
+     k when they hold under half the rows, else ranking everyone. The rows kept are the same;
    - clamp every aggregated value to its manifest bounds [lo, hi];
    - one GROUP BY computing, per group, the true bounded measurements: COUNT(*), COUNT(col),
      COUNT(DISTINCT person), SUM(clamped col), LIST(clamped col) for quantiles.
@@ -301,8 +302,19 @@ def _grid_size(parsed: ParsedQuery) -> int | None:
     return math.prod(len(g.categories or ()) for g in parsed.groups) if parsed.groups else 1
 
 
-def _sql(parsed: ParsedQuery, calibrated: list[Calibrated], k: int) -> tuple[str, list[Any]]:
-    """The one statement computing the true bounded measurements per group."""
+def _sql(
+    parsed: ParsedQuery,
+    calibrated: list[Calibrated],
+    k: int,
+    seed: int,
+    strategy: Strategy = "window",
+) -> tuple[str, list[Any]]:
+    """The one statement computing the true bounded measurements per group.
+
+    `strategy` only changes the cost, never the result: "window" ranks every person's rows,
+    "split" ranks only persons with more than k rows, "none" is used when no person can
+    have more than k rows in this relation (see `_strategy`).
+    """
     params: list[Any] = []
     select: list[str] = [f"{parsed.unit.sql} AS __u"]
     hashed = ["__u"]
@@ -341,18 +353,22 @@ def _sql(parsed: ParsedQuery, calibrated: list[Calibrated], k: int) -> tuple[str
         if g.categories is not None:
             where.append(f"list_contains(?::VARCHAR[], CAST({g.ref.sql} AS VARCHAR))")
             params.append(list(g.categories))
+    inner = f"SELECT {', '.join(select)} FROM {source} WHERE {' AND '.join(where)}"
     order = f"hash({', '.join(hashed)}, ?::UBIGINT)"
-    # Persons with at most k rows keep them all (no sort needed); only the others are ranked.
-    # Same result as ranking everyone, much cheaper when k covers most persons.
-    k = int(k)
-    bounded = (
-        f"WITH src AS MATERIALIZED (SELECT *, count(*) OVER (PARTITION BY __u) AS __c FROM "
-        f"(SELECT {', '.join(select)} FROM {source} WHERE {' AND '.join(where)})) "
-        f"SELECT * EXCLUDE (__c) FROM src WHERE __c <= {k} "
-        f"UNION ALL "
-        f"SELECT * EXCLUDE (__c) FROM src WHERE __c > {k} "
-        f"QUALIFY row_number() OVER (PARTITION BY __u ORDER BY {order}) <= {k}"
-    )
+    rank = f"QUALIFY row_number() OVER (PARTITION BY __u ORDER BY {order}) <= {int(k)}"
+    if strategy == "none":  # no person can have more than k rows here: nothing to drop
+        bounded = inner
+    elif strategy == "split":  # persons with <= k rows keep them all unsorted; rank the others
+        bounded = (
+            f"WITH src AS MATERIALIZED (SELECT *, count(*) OVER (PARTITION BY __u) AS __c "
+            f"FROM ({inner})) "
+            f"SELECT * EXCLUDE (__c) FROM src WHERE __c <= {int(k)} "
+            f"UNION ALL SELECT * EXCLUDE (__c) FROM src WHERE __c > {int(k)} {rank}"
+        )
+        params.append(seed)
+    else:
+        bounded = f"{inner} {rank}"
+        params.append(seed)
     outer: list[str] = [f"g{i}" for i in range(len(parsed.groups))]
     for j, c in enumerate(calibrated):
         m = c.measurement
@@ -379,6 +395,52 @@ def _sql(parsed: ParsedQuery, calibrated: list[Calibrated], k: int) -> tuple[str
 def _idx(values: Mapping[str, str], prefix: str, m: Measurement) -> str:
     assert m.ref is not None
     return values[f"{prefix}:{m.ref.sql}"][1:]
+
+
+Strategy = Literal["none", "split", "window"]
+_STATS: dict[tuple[Any, ...], dict[int, int]] = {}  # workspace column -> {rows per value: values}
+_STATS_MAX = 256
+
+
+def _rows_per_value(
+    con: duckdb.DuckDBPyConnection, path: Path, dataset: str, column: str
+) -> dict[int, int]:
+    """Histogram of rows per non-null value of a workspace column (cached: workspaces are immutable)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, dataset, column)
+    if key not in _STATS:
+        if len(_STATS) >= _STATS_MAX:
+            _STATS.clear()
+        rows = con.execute(
+            f'SELECT c, count(*) FROM (SELECT count(*) AS c FROM ws."{dataset}" '
+            f'WHERE "{column}" IS NOT NULL GROUP BY "{column}") GROUP BY c'
+        ).fetchall()
+        _STATS[key] = {int(c): int(n) for c, n in rows}
+    return _STATS[key]
+
+
+def _strategy(con: duckdb.DuckDBPyConnection, path: Path, parsed: ParsedQuery, k: int) -> Strategy:
+    """The cheapest way to bound contributions that gives the same rows as ranking everyone.
+
+    From per-column row-count histograms of the (immutable) workspace tables: if no person can
+    have more than k rows in the query's relation, bounding is a no-op; for one table, when
+    persons above k hold under half the rows, only they are ranked. Only the running time
+    depends on this choice (a timing side channel common to every SQL engine), not the output.
+    """
+    unit = parsed.unit
+    per_person = _rows_per_value(con, path, parsed.tables[unit.table].dataset, unit.column)
+    if parsed.join_keys is None:
+        total = sum(c * n for c, n in per_person.items())
+        over = sum(c * n for c, n in per_person.items() if c > k)
+        if over == 0:
+            return "none"
+        return "split" if 2 * over < total else "window"
+    a, b = parsed.join_keys
+    other = b if a.table == unit.table else a
+    per_key = _rows_per_value(con, path, parsed.tables[other.table].dataset, other.column)
+    # a person's rows in the join <= their rows x the most rows any join key has on the other side
+    bound = max(per_person, default=0) * max(per_key, default=0)
+    return "none" if bound <= k else "window"
 
 
 # --------------------------------------------------------------------------- preparation / release
@@ -427,11 +489,11 @@ class PreparedDPQuery:
                 assert m.bounds is not None and m.q is not None
                 out = []
                 for arr in values:
-                    data = np.asarray(arr if arr is not None else [], dtype=float)
+                    array = np.asarray(arr if arr is not None else [], dtype=float)
                     out.append(
                         float(
                             dp_quantile(
-                                data,
+                                array,
                                 m.q,
                                 epsilon=c.epsilon / k,
                                 bounds=m.bounds,
@@ -586,10 +648,17 @@ def prepare_dp_query(
                 fix="group by fewer columns",
             )
         calibrated, uses = _plan(parsed, request)
-        sql, params = _sql(parsed, calibrated, request.max_contributions)
         bound_seed = seed if seed is not None else secrets.randbits(63)
+        strategy = _strategy(con, path, parsed, request.max_contributions)
+        sql, params = _sql(
+            parsed,
+            calibrated,
+            request.max_contributions,
+            int(bound_seed) & (2**64 - 1),
+            strategy,
+        )
         try:
-            rows = con.execute(sql, [*params, int(bound_seed) & (2**64 - 1)]).fetchall()
+            rows = con.execute(sql, params).fetchall()
         except duckdb.Error as exc:
             # DuckDB's message may quote data values: keep it for the operator only.
             raise PlatformError(
@@ -609,7 +678,7 @@ def prepare_dp_query(
             if ng
             else [()]
         )
-    empty = [[] if c.mechanism == "exponential" else 0 for c in calibrated]
+    empty: list[Any] = [[] if c.mechanism == "exponential" else 0 for c in calibrated]
     true = [[(found.get(key) or empty)[j] for key in keys] for j in range(len(calibrated))]
     if not parsed.groups and not rows:
         true = [[e] for e in empty]

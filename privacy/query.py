@@ -91,8 +91,8 @@ def as_request(query: Any) -> DPRequest:
         get = query.get if isinstance(query, Mapping) else (lambda k, d=None: getattr(query, k, d))
         delta = get("delta", None)
         request = DPRequest(
-            query=get("query"),
-            epsilon=get("epsilon"),
+            query=get("query"),  # type: ignore[arg-type]  # checked below
+            epsilon=get("epsilon"),  # type: ignore[arg-type]
             max_contributions=get("max_contributions", 1),
             delta=DEFAULT_DELTA if delta is None else delta,
             unknown_keys=bool(get("unknown_keys", False)),
@@ -425,6 +425,8 @@ class _Parser:
         self.allow_unknown = unknown_keys
         self.tables: list[TableRef] = []
         self.params: list[Any] = []
+        self.using: str | None = None  # the USING key, which may be named unqualified
+        self.join_keys: tuple[ColRef, ColRef] | None = None
 
     # -- helpers
     def text(self, node: Mapping[str, Any]) -> str:
@@ -651,7 +653,6 @@ class _Parser:
         return len(self.tables) - 1
 
     def parse_from(self, node: Mapping[str, Any]) -> None:
-        self.join_keys: tuple[ColRef, ColRef] | None = None
         if node.get("type") != "JOIN":
             self.base_table(node)
             return
@@ -781,7 +782,7 @@ class _Parser:
                 fix=f"use one of: {', '.join(known)}",
             )
         if len(found) > 1:
-            if getattr(self, "using", None) == col:
+            if self.using == col:
                 return found[0]
             raise _fail(
                 f"column {col} is ambiguous: both joined datasets have it",
@@ -937,7 +938,7 @@ class _Parser:
                 f"QUANTILE takes one literal q in [0, 1]: {snippet}",
                 fix="e.g. QUANTILE(wage_base, 0.9); one quantile per aggregate",
             )
-        q = float(literal.get("text"))
+        q = float(str(literal.get("text")))
         if not 0 <= q <= 1:
             raise _fail(f"quantile q must be in [0, 1], not {q:g}: {snippet}")
         return q
@@ -1067,7 +1068,7 @@ class _Parser:
                     fix=f"e.g. {ref.column} >= 10",
                 )
             value = (
-                float(text)
+                float(str(text))
                 if base in ("FLOAT", "DOUBLE", "REAL") or base.startswith("DECIMAL")
                 else _as_int(text)
             )
@@ -1078,7 +1079,11 @@ class _Parser:
                     fix=f"e.g. {ref.column} >= DATE '2025-01-01'",
                 )
             try:
-                value = date.fromisoformat(text) if base == "DATE" else datetime.fromisoformat(text)
+                value = (
+                    date.fromisoformat(str(text))
+                    if base == "DATE"
+                    else datetime.fromisoformat(str(text))
+                )
             except ValueError:
                 raise _fail(
                     f"{text!r} is not an ISO date for {ref.column}", fix="e.g. DATE '2025-01-01'"

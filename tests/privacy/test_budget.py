@@ -162,14 +162,22 @@ def test_without_the_row_lock_postgres_would_overspend(
         platform.store.dispose()
 
 
-def _process_worker(home: str, db_url: str, i: int, start_at: float) -> bool:
+def _process_worker(home: str, db_url: str, i: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
     platform = open_platform(Settings.from_env({}, home=Path(home), db_url=db_url, actor=f"w{i}"))
+    real = budget._used
+
+    def slow(conn, project, dataset):  # widen the read-check-insert window, as in the thread test
+        value = real(conn, project, dataset)
+        time.sleep(0.05)
+        return value
+
+    budget._used = slow
     try:
-        time.sleep(max(0.0, start_at - time.time()))
+        barrier.wait(timeout=120)  # every interpreter is up and connected: go together
         reserve(platform, PROJECT, {"contributions": 1.0}, f"job-{i}", cap5)
-        return True
+        results.put(True)
     except PolicyRefused:
-        return False
+        results.put(False)
     finally:
         platform.store.dispose()
 
@@ -178,12 +186,18 @@ def test_concurrent_reservations_never_pass_the_cap_processes(any_platform: Plat
     budget.ensure_tables(any_platform)
     url = any_platform.settings.db_url or ""
     ctx = multiprocessing.get_context("spawn")
-    start_at = time.time() + 4.0  # let all 8 interpreters start, then go together
-    with ctx.Pool(8) as pool:
-        results = pool.starmap(
-            _process_worker, [(str(any_platform.home), url, i, start_at) for i in range(8)]
-        )
-    assert sum(results) == 5
+    barrier, results = ctx.Barrier(8), ctx.Queue()
+    procs = [
+        ctx.Process(target=_process_worker, args=(str(any_platform.home), url, i, barrier, results))
+        for i in range(8)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert sum(outcomes) == 5
     assert used(any_platform, PROJECT, "contributions") == pytest.approx(5.0)
     with any_platform.store.read() as conn:
         assert ledger.verify(conn).ok

@@ -371,3 +371,32 @@ def test_workspace_is_opened_read_only(tiny: Path) -> None:
     run_dp_query(tiny, q("SELECT COUNT(*) FROM visits"), seed=1)
     assert (tiny.stat().st_mtime_ns, tiny.stat().st_size) == before
     assert not os.path.exists(str(tiny) + ".wal")
+
+
+@pytest.mark.parametrize("k", [1, 3, 100, 1000])
+def test_every_bounding_strategy_keeps_the_same_rows(tmp_path: Path, k: int) -> None:
+    import duckdb
+
+    from privacy.engine import _plan, _sql, _strategy
+    from privacy.query import as_request, parse_dp_query, read_columns, resolve_units
+
+    rows = heavy_rows(300) + [("mid", "c", float(v), None, "x", "2025-03-01") for v in range(7)]
+    ws = visits(tmp_path / "w.duckdb", rows)
+    sql = "SELECT district, COUNT(*) AS n, SUM(value) AS s, COUNT(DISTINCT person_id) AS p FROM visits GROUP BY district"
+    request = as_request(q(sql, 1.0, k))
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{ws}' AS ws (READ_ONLY)")
+    schema = read_columns(con, "ws")
+    parsed = parse_dp_query(sql, schema, resolve_units(schema))
+    calibrated, _ = _plan(parsed, request)
+    results = {}
+    for strategy in ("window", "split", "none"):
+        text, params = _sql(parsed, calibrated, k, 42, strategy)
+        results[strategy] = sorted(con.execute(text, params).fetchall())
+    assert results["window"] == results["split"]
+    chosen = _strategy(con, ws, parsed, k)
+    assert chosen == ("none" if k >= 100 else "split")
+    if chosen == "none":
+        assert results["none"] == results["window"]
+    else:
+        assert results["none"] != results["window"]  # skipping would be wrong here

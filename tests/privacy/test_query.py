@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from privacy.query import as_request, load_columns, parse_dp_query, resolve_units
 from shuyu.errors import ValidationError
@@ -219,3 +221,26 @@ def test_workspace_that_is_not_one(tmp_path: Path) -> None:
     duckdb.connect(str(tmp_path / "x.duckdb")).close()
     with pytest.raises(PlatformError, match="not a shuyu workspace"):
         load_columns(tmp_path / "x.duckdb")
+
+
+FRAGMENTS = [
+    "SELECT", "COUNT(*)", "SUM(wage_base)", "AVG(bonus)", "district", ",", "FROM", "contributions",
+    "residents", "JOIN", "USING (resident_id)", "WHERE", "district = '海南区'", "GROUP BY", "ALL",
+    "(", ")", "UNION", "OVER ()", "*", "1", ";", "AS x", "HAVING", "resident_id", "DISTINCT",
+    "QUANTILE(wage_base, 0.5)", "month >= DATE '2025-01-01'", "OR", "AND", "NOT", "'", "--",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=14)
+    | st.text(max_size=80).map(lambda t: [t])
+)
+def test_any_input_is_accepted_or_refused_cleanly(schema, parts) -> None:
+    """Whatever the text, the parser answers with a result or a ValidationError, nothing else."""
+    try:
+        parsed = parse(schema, " ".join(parts))
+    except ValidationError as exc:
+        assert exc.field == "dp.query" and exc.fix
+    else:
+        assert parsed.aggregates and parsed.unit.column == "resident_id"
