@@ -26,20 +26,12 @@ safe); an operator can release it explicitly.
 from __future__ import annotations
 
 import uuid
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     Connection,
-    DateTime,
-    Float,
-    Index,
-    String,
-    Table,
-    Text,
     func,
     insert,
     select,
@@ -50,38 +42,10 @@ from lineage import ledger
 from shuyu.canonical import utcnow
 from shuyu.errors import Conflict, NotFound, PolicyRefused, ValidationError
 from shuyu.platform import Platform
-from shuyu.schema import metadata
+from shuyu.schema import dp_budget_accounts, dp_budget_spends
 
 TOLERANCE = 1e-9
 
-dp_budget_accounts = Table(
-    "dp_budget_accounts",
-    metadata,
-    Column("project", String(64), primary_key=True),
-    Column("dataset", String(64), primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-dp_budget_spends = Table(
-    "dp_budget_spends",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("reservation_id", String(32), nullable=False, index=True),
-    Column("project", String(64), nullable=False),
-    Column("dataset", String(64), nullable=False),
-    Column("job_id", String(64), nullable=False, index=True),
-    Column("epsilon", Float, nullable=False),
-    Column("delta", Float, nullable=False),
-    Column("status", String(16), nullable=False),  # reserved | spent | released
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("actor", String(128), nullable=False),
-    Column("reason", Text),
-    Index("ix_dp_budget_spends_account", "project", "dataset", "status"),
-)
-
-_TABLES = [dp_budget_accounts, dp_budget_spends]
-_ready: weakref.WeakSet[Any] = weakref.WeakSet()  # engines whose store has the tables
 
 
 @dataclass(frozen=True)
@@ -92,16 +56,6 @@ class Reservation:
     epsilon: dict[str, float]  # dataset -> ε reserved
     delta: float
     platform: Platform = field(repr=False, compare=False)
-
-
-def ensure_tables(platform: Platform) -> None:
-    """Create the budget tables if the store predates them (idempotent, once per engine)."""
-    engine = platform.store.engine
-    if engine in _ready:
-        return
-    with platform.store.transaction() as conn:
-        metadata.create_all(conn, tables=_TABLES, checkfirst=True)
-    _ready.add(engine)
 
 
 def _fmt(x: float) -> str:
@@ -179,7 +133,6 @@ def reserve(
             )
     if not 0 <= delta < 1:
         raise ValidationError(f"delta must be in [0, 1), not {delta!r}", field="dp.delta")
-    ensure_tables(platform)
     caps_of = cap_for or _default_cap(platform, project)
     caps = {d: float(caps_of(d)) for d in dataset_eps}
     datasets = sorted(dataset_eps)
@@ -304,7 +257,6 @@ def release(
 
 def used(platform: Platform, project: str, dataset: str) -> float:
     """ε reserved or spent so far on (project, dataset)."""
-    ensure_tables(platform)
     with platform.store.read() as conn:
         return _used(conn, project, dataset)
 
@@ -324,7 +276,6 @@ def remaining(
 
 def spends(platform: Platform, project: str, dataset: str | None = None) -> list[dict[str, Any]]:
     """The budget history of a project (optionally one dataset), oldest first."""
-    ensure_tables(platform)
     query = select(dp_budget_spends).where(dp_budget_spends.c.project == project)
     if dataset:
         query = query.where(dp_budget_spends.c.dataset == dataset)

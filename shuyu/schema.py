@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -163,4 +164,32 @@ output_checks = Table(
     Column("status", String(16), nullable=False),  # pass | review | blocked
     Column("report", JSON, nullable=False),
     Column("checked_at", DateTime(timezone=True), nullable=False),
+)
+
+# Differential-privacy budget: one account row per (project, dataset) that reservations lock,
+# and one row per reservation and dataset (reserved | spent | released).
+dp_budget_accounts = Table(
+    "dp_budget_accounts",
+    metadata,
+    Column("project", String(64), primary_key=True),
+    Column("dataset", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+dp_budget_spends = Table(
+    "dp_budget_spends",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("reservation_id", String(32), nullable=False, index=True),
+    Column("project", String(64), nullable=False),
+    Column("dataset", String(64), nullable=False),
+    Column("job_id", String(64), nullable=False, index=True),
+    Column("epsilon", Float, nullable=False),
+    Column("delta", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # reserved | spent | released
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text),
+    Index("ix_dp_budget_spends_account", "project", "dataset", "status"),
 )

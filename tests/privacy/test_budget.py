@@ -132,7 +132,6 @@ def test_concurrent_reservations_never_pass_the_cap_threads(
     any_platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _slow_reads(monkeypatch)
-    budget.ensure_tables(any_platform)
     succeeded, refused = _race_threads(any_platform)
     assert succeeded == 5
     assert refused == ["project employment-insights has ε=0.0 left of 5.0 on dataset contributions; "
@@ -153,7 +152,6 @@ def test_without_the_row_lock_postgres_would_overspend(
 
     platform = make_platform(tmp_path / "home", pg_url)
     try:
-        budget.ensure_tables(platform)
         _slow_reads(monkeypatch)
         monkeypatch.setattr(budget, "_lock_accounts", lambda conn, project, datasets: None)
         succeeded, _ = _race_threads(platform)
@@ -183,7 +181,6 @@ def _process_worker(home: str, db_url: str, i: int, barrier, results) -> None:  
 
 
 def test_concurrent_reservations_never_pass_the_cap_processes(any_platform: Platform) -> None:
-    budget.ensure_tables(any_platform)
     url = any_platform.settings.db_url or ""
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(8), ctx.Queue()
