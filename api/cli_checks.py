@@ -99,6 +99,17 @@ def register(main: click.Group) -> None:
         show_default=True,
         help="acro: ACRO's results.json layout (for SACRO-Viewer)",
     )
+    @click.option(
+        "--enforce-k",
+        "enforce_to",
+        type=click.Path(path_type=Path),
+        help="microdata: write a k-anonymous copy here (generalise, then suppress cells), then check it",
+    )
+    @click.option(
+        "--generalise",
+        multiple=True,
+        help="with --enforce-k: COLUMN=year|band:WIDTH|prefix:N (repeatable)",
+    )
     @json_option
     def check(
         file: Path,
@@ -111,11 +122,24 @@ def register(main: click.Group) -> None:
         stat: str | None,
         contributors: Path | None,
         fmt: str,
+        enforce_to: Path | None,
+        generalise: tuple[str, ...],
         as_json: bool,
     ) -> None:
         """Run the platform's egress checks on a local CSV/Parquet/text file (ACRO-style)."""
-        from egress_review.service import acro_results, check_file
+        from egress_review.service import acro_results, check_file, enforce_k_file
 
+        if enforce_to is not None:
+            from policies.grant import DisclosureRules
+
+            rules = dict(g.split("=", 1) for g in generalise if "=" in g)
+            log = enforce_k_file(
+                file, enforce_to, _columns(qi), DisclosureRules().k_anonymity, rules
+            )
+            if not as_json and log:
+                columns = list(dict.fromkeys(key for entry in log for key in entry))
+                emit(log, False, columns, title=f"k-anonymous copy written to {enforce_to}")
+            file = enforce_to
         result = check_file(
             file,
             kind=kind,

@@ -197,6 +197,40 @@ def check_file(
     )
 
 
+def enforce_k_file(
+    path: Path,
+    target: Path,
+    quasi_identifiers: list[str],
+    k: int,
+    generalise: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Write a k-anonymous copy of a microdata file: generalise (`year`, `band:10`, `prefix:4`),
+    then locally suppress quasi-identifier cells; return the log of every change."""
+    from egress_review.microdata import band, enforce_k, prefix, year
+
+    makers = {
+        "year": lambda _: year(),
+        "band": lambda a: band(float(a)),
+        "prefix": lambda a: prefix(int(a)),
+    }
+    generalisers = {}
+    for column, how in (generalise or {}).items():
+        name, _, arg = how.partition(":")
+        if name not in makers:
+            raise ValidationError(
+                f"unknown generalisation {how!r} for {column}",
+                field="--generalise",
+                fix="use year, band:WIDTH or prefix:N",
+            )
+        generalisers[column] = makers[name](arg)
+    frame, log = enforce_k(_read(path), quasi_identifiers, k, generalisers)
+    if target.suffix.lower() == ".parquet":
+        frame.to_parquet(target, index=False)
+    else:
+        frame.to_csv(target, index=False)
+    return log
+
+
 def acro_results(check: OutputCheck) -> dict[str, Any]:
     """The check in ACRO's results.json layout (readable by SACRO-Viewer)."""
     from egress_review.acro_format import to_acro_results

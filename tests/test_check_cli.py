@@ -54,3 +54,44 @@ def test_identifiers_block_a_file(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["status"] == "blocked" and report["findings"][0]["kind"] == "cn_resident_id"
     assert "11010519491231002X" not in done.stdout
+
+
+def test_enforce_k_writes_a_k_anonymous_copy(tmp_path: Path) -> None:
+    import duckdb
+
+    people = tmp_path / "people.csv"
+    duckdb.sql(
+        "COPY (SELECT (1950 + (range * 7) % 50)::INT AS birth_year, "
+        "CASE WHEN range % 2 = 0 THEN '男' ELSE '女' END AS gender FROM range(200)) "
+        f"TO '{people}' (HEADER)"
+    )
+    before = shuyu(
+        "check",
+        str(people),
+        "--kind",
+        "microdata",
+        "--qi",
+        "birth_year,gender",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert before.returncode == 1 and json.loads(before.stdout)["status"] == "blocked"
+    fixed = tmp_path / "people_k.csv"
+    after = shuyu(
+        "check",
+        str(people),
+        "--kind",
+        "microdata",
+        "--qi",
+        "birth_year,gender",
+        "--enforce-k",
+        str(fixed),
+        "--generalise",
+        "birth_year=band:10",
+        "--json",
+        cwd=tmp_path,
+    )
+    report = json.loads(after.stdout)
+    assert after.returncode == 0 and report["status"] == "pass"
+    assert report["microdata"]["k_anonymity"]["min_class_size"] >= 5
+    assert fixed.is_file()
