@@ -29,15 +29,6 @@ from shuyu.platform import Platform
 from shuyu.schema import grants, job_outputs, jobs
 
 SQL_RUNNER = Path(__file__).with_name("sql_runner.py")
-FAILURES = {
-    Failure.NONZERO_EXIT: FailureKind.NONZERO_EXIT,
-    Failure.TIMEOUT: FailureKind.TIMEOUT,
-    Failure.MEMORY: FailureKind.MEMORY,
-    Failure.PIDS: FailureKind.PIDS,
-    Failure.OUTPUT_LIMIT: FailureKind.OUTPUT_LIMIT,
-    Failure.FILE_SIZE: FailureKind.FILE_SIZE,
-    Failure.INTERNAL: FailureKind.INTERNAL,
-}
 
 
 class JobStopped(Exception):
@@ -157,7 +148,7 @@ class JobRun:
         self._record_outputs(name, action, report)
         self.check_cancelled()
         if result.failure is not None:
-            self.fail(FAILURES[result.failure], f"action {name}: {_coarse(result)}")
+            self.fail(FailureKind(result.failure.value), f"action {name}: {_coarse(result)}")
         if report.refused:
             first = report.refused[0]
             self.fail(

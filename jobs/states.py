@@ -22,6 +22,8 @@ class JobState(StrEnum):
 
 
 class FailureKind(StrEnum):
+    """Why a job failed: every sandbox `Failure` value, plus what the platform itself detects."""
+
     NONZERO_EXIT = "nonzero_exit"
     TIMEOUT = "timeout"
     MEMORY = "memory"

@@ -189,3 +189,10 @@ def test_readme_state_diagram_is_generated_from_the_transitions() -> None:
     assert mermaid() in readme, (
         "regenerate it: python scripts/update-readme-diagram.py"
     )
+
+
+def test_every_sandbox_failure_is_a_job_failure_kind() -> None:
+    from jobs.states import FailureKind
+    from sandbox.base import Failure
+
+    assert {f.value for f in Failure} <= {k.value for k in FailureKind}
