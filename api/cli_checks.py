@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from api.output import console, emit, emit_json, json_option
+from shuyu.errors import ValidationError
 
 
 def _columns(value: str | None) -> list[str]:
@@ -110,6 +111,16 @@ def register(main: click.Group) -> None:
         multiple=True,
         help="with --enforce-k: COLUMN=year|band:WIDTH|prefix:N (repeatable)",
     )
+    @click.option(
+        "--mitigate",
+        help="table: suppress (with secondary suppression for two-way tables) or round:BASE",
+    )
+    @click.option(
+        "--out",
+        "mitigated",
+        type=click.Path(path_type=Path),
+        help="with --mitigate: where to write",
+    )
     @json_option
     def check(
         file: Path,
@@ -124,10 +135,29 @@ def register(main: click.Group) -> None:
         fmt: str,
         enforce_to: Path | None,
         generalise: tuple[str, ...],
+        mitigate: str | None,
+        mitigated: Path | None,
         as_json: bool,
     ) -> None:
         """Run the platform's egress checks on a local CSV/Parquet/text file (ACRO-style)."""
-        from egress_review.service import acro_results, check_file, enforce_k_file
+        from egress_review.service import acro_results, check_file, enforce_k_file, mitigate_file
+
+        if mitigate:
+            if mitigated is None:
+                raise ValidationError(
+                    "--mitigate needs --out", field="--out", fix="add --out FIXED.csv"
+                )
+            done = mitigate_file(
+                file,
+                mitigated,
+                mitigate,
+                counts=_columns(counts),
+                values=_columns(values),
+                group_by=_columns(group_by) or None,
+                contributors=contributors,
+            )
+            emit(done, as_json, title="mitigation applied")
+            return
 
         if enforce_to is not None:
             from policies.grant import DisclosureRules

@@ -231,6 +231,34 @@ def enforce_k_file(
     return log
 
 
+def mitigate_file(
+    path: Path,
+    target: Path,
+    method: str,
+    *,
+    counts: list[str],
+    values: list[str],
+    group_by: list[str] | None = None,
+    contributors: Path | None = None,
+    rules: DisclosureRules | None = None,
+) -> dict[str, Any]:
+    """Apply a reviewer's mitigation (`suppress`, `round:BASE`) to a table and write the result."""
+    from egress_review.mitigate import mitigate_table
+
+    table = _read(path)
+    keys = group_by or [c for c in table.columns if c not in counts + values]
+    return mitigate_table(
+        table,
+        target,
+        group_by=keys,
+        counts=counts,
+        values=values,
+        method=method,
+        rules=rules or DisclosureRules(),
+        contributors=contributors,
+    ).to_dict()
+
+
 def acro_results(check: OutputCheck) -> dict[str, Any]:
     """The check in ACRO's results.json layout (readable by SACRO-Viewer)."""
     from egress_review.acro_format import to_acro_results
