@@ -35,4 +35,6 @@ def open_backend(
     runtime = ensure_runtime(settings.runtime_cache, report)
     if name == "docker" and runtime.image_id is None:
         runtime = dataclasses.replace(runtime, image_id=build_image(runtime))
+    if name == "docker" and settings.docker_runtime:
+        return get_backend(name, runtime, oci_runtime=settings.docker_runtime)
     return get_backend(name, runtime)
