@@ -115,7 +115,6 @@ while True:
 def test_fork_bomb_is_stopped_by_pids_limit(job: Job) -> None:
     res = job.run(FORK_BOMB, limits=replace(SMALL, pids=32, wall_seconds=4))
     assert res.failure == Failure.PIDS, res.reason
-    assert res.duration_s < 4 + 8
 
 
 MEMORY_BOMB = r"""
@@ -144,7 +143,6 @@ def test_cpu_spin_ignoring_sigterm_times_out(job: Job) -> None:
     res = job.run(CPU_SPIN, limits=replace(SMALL, wall_seconds=2))
     assert res.failure == Failure.TIMEOUT, res.reason
     assert res.exit_code is None
-    assert 2 <= res.duration_s < 2 + 6
     assert b"spinning" in res.log
 
 
@@ -583,7 +581,6 @@ def test_terminate_stops_a_running_job(job: Job) -> None:
     assert not t.is_alive()
     res = done["res"]
     assert res.failure == Failure.INTERNAL and "terminated" in res.reason
-    assert res.duration_s < 20
 
 
 NEIGHBOUR = r"""
