@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from egress_review.sdc import check_table
+from egress_review.sdc import TableReport
 from egress_review.suppression import (
     add_margins,
     primary_suppress,
@@ -23,7 +23,6 @@ from egress_review.suppression import (
     round_table,
     secondary_suppress,
 )
-from policies.grant import DisclosureRules
 from shuyu.errors import PlatformError, ValidationError
 
 
@@ -46,19 +45,13 @@ class Mitigation:
 
 
 def mitigate_table(
-    table: pd.DataFrame,
-    target: Path,
-    *,
-    group_by: list[str],
-    counts: list[str],
-    values: list[str],
-    method: str,
-    rules: DisclosureRules,
-    contributors: Path | None = None,
+    table: pd.DataFrame, target: Path, report: TableReport, *, method: str
 ) -> Mitigation:
+    """Apply `suppress` or `round:BASE` to a checked table (its report says which cells fail)."""
+    group_by, counts = list(report.group_by), [c for c in report.checked if c in table.columns]
     name, _, arg = method.partition(":")
     if name == "suppress":
-        return _suppress(table, target, group_by, counts, values, rules, contributors)
+        return _suppress(table, target, report)
     if name == "round" and arg.isdigit() and int(arg) > 0:
         return _round(table, target, group_by, counts, int(arg))
     raise ValidationError(
@@ -66,25 +59,8 @@ def mitigate_table(
     )
 
 
-def _suppress(
-    table: pd.DataFrame,
-    target: Path,
-    group_by: list[str],
-    counts: list[str],
-    values: list[str],
-    rules: DisclosureRules,
-    contributors: Path | None,
-) -> Mitigation:
-    report = check_table(
-        table,
-        group_by=group_by,
-        counts=counts,
-        values=values,
-        rules=rules,
-        contributors=contributors,
-        contributor_id="contributor" if contributors else None,
-    )
-    two_way = len(group_by) == 2 and len(counts) == 1 and not values
+def _suppress(table: pd.DataFrame, target: Path, report: TableReport) -> Mitigation:
+    two_way = len(report.group_by) == 2 and len(report.checked) == 1
     if not two_way:
         suppressed, mask = primary_suppress(table, report)
         _write(suppressed, target)
@@ -98,9 +74,9 @@ def _suppress(
                 "reveal the blanked cells (secondary suppression needs a two-way count table)"
             ],
         )
-    rows, cols = group_by
-    wide = table.pivot(index=rows, columns=cols, values=counts[0]).fillna(0)
-    failing = report.mask()[counts[0]].to_numpy()
+    (rows, cols), (count,) = report.group_by, report.checked
+    wide = table.pivot(index=rows, columns=cols, values=count).fillna(0)
+    failing = report.mask()[count].to_numpy()
     primary = pd.DataFrame(False, index=wide.index, columns=wide.columns)
     for flag, (r, c) in zip(failing, zip(table[rows], table[cols], strict=True), strict=True):
         primary.loc[r, c] = primary.loc[r, c] or bool(flag)

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from egress_review.detect import Finding, scan_output, scan_text
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
-from egress_review.sdc import check_table
+from egress_review.sdc import TableReport, check_table
 from jobs import records
 from jobs.states import FailureKind, JobState
 from policies.grant import DisclosureRules, policy_from_record
@@ -107,25 +107,11 @@ def _check_table(
     contributors: Path | None,
 ) -> None:
     table = _read(path)
-    counts, values = list(declared.get("counts") or []), list(declared.get("values") or [])
-    group_by = list(
-        declared.get("group_by") or [c for c in table.columns if c not in counts + values]
-    )
-    if not counts and not values:
+    if not (declared.get("counts") or declared.get("values")):
         result.status = _worst(result.status, REVIEW)
         result.notes.append("no counts or values declared: the reviewer must judge every cell")
         return
-    stats = [s for s in declared.get("statistics") or [] if s != "count"]
-    report = check_table(
-        table,
-        group_by=group_by,
-        counts=counts,
-        values=values,
-        rules=rules,
-        contributors=contributors,
-        contributor_id="contributor" if contributors else None,
-        stats=stats[0] if stats else None,
-    )
+    report = table_report(table, declared, rules, contributors)
     result.sdc = report.to_dict()
     result.evidence = report
     result.status = _worst(result.status, REVIEW if not report.ok else PASS)
@@ -145,6 +131,27 @@ def _redact(result: OutputCheck, findings: list[Finding]) -> None:
         for column in cell["key"]:
             if (cell["row"] + 1, column) in masked:
                 cell["key"][column] = masked[(cell["row"] + 1, column)]
+
+
+def table_report(
+    table: pd.DataFrame, declared: dict[str, Any], rules: DisclosureRules, contributors: Path | None
+) -> TableReport:
+    """The SDC verdict on a table from its declared roles: the one place checks and mitigations share."""
+    counts, values = list(declared.get("counts") or []), list(declared.get("values") or [])
+    group_by = list(
+        declared.get("group_by") or [c for c in table.columns if c not in counts + values]
+    )
+    stats = [s for s in declared.get("statistics") or [] if s != "count"]
+    return check_table(
+        table,
+        group_by=group_by,
+        counts=counts,
+        values=values,
+        rules=rules,
+        contributors=contributors,
+        contributor_id="contributor" if contributors else None,
+        stats=stats[0] if stats else None,
+    )
 
 
 def _check_microdata(
@@ -246,17 +253,9 @@ def mitigate_file(
     from egress_review.mitigate import mitigate_table
 
     table = _read(path)
-    keys = group_by or [c for c in table.columns if c not in counts + values]
-    return mitigate_table(
-        table,
-        target,
-        group_by=keys,
-        counts=counts,
-        values=values,
-        method=method,
-        rules=rules or DisclosureRules(),
-        contributors=contributors,
-    ).to_dict()
+    declared = {"counts": counts, "values": values, "group_by": group_by or []}
+    report = table_report(table, declared, rules or DisclosureRules(), contributors)
+    return mitigate_table(table, target, report, method=method).to_dict()
 
 
 def acro_results(check: OutputCheck) -> dict[str, Any]:

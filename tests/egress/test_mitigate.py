@@ -7,10 +7,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from egress_review.mitigate import mitigate_table
+from egress_review.mitigate import mitigate_table as mitigate
+from egress_review.sdc import check_table
 from egress_review.suppression import recoverable_cells
 from policies.grant import DisclosureRules
 from shuyu.errors import ValidationError
+
+
+def mitigate_table(table, target, *, group_by, counts, values, method, rules):
+    report = check_table(table, group_by=group_by, counts=counts, values=values, rules=rules)
+    return mitigate(table, target, report, method=method)
+
 
 TABLE = pd.DataFrame(
     {
