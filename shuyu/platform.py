@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shuyu.errors import PlatformError
 from shuyu.settings import Settings
@@ -92,7 +92,7 @@ def init_home(settings: Settings) -> tuple[Platform, list[str]]:
                 path.mkdir(parents=True, exist_ok=True)
                 created.append(str(path))
         os.chmod(home / "keys", 0o700)
-        if _write_secret(home / "keys" / PSEUDONYM_KEY, secrets.token_bytes(32)):
+        if _write_secret(home / "keys" / PSEUDONYM_KEY, AESGCM.generate_key(bit_length=256)):
             created.append("pseudonymisation master key")
         signing = Ed25519PrivateKey.generate()
         pem = signing.private_bytes(
