@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from egress_review.detect import Finding, scan_output, scan_text
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
-from egress_review.sdc import TableReport, check_table
+from egress_review.sdc import TableReport, check_dof, check_table
 from jobs import records
 from jobs.states import FailureKind, JobState
 from policies.grant import DisclosureRules, policy_from_record
@@ -107,6 +107,8 @@ def _check_table(
     contributors: Path | None,
 ) -> None:
     table = _read(path)
+    if declared.get("dof"):
+        _check_dof(result, table, declared["dof"], rules)
     if not (declared.get("counts") or declared.get("values")):
         result.status = _worst(result.status, REVIEW)
         result.notes.append("no counts or values declared: the reviewer must judge every cell")
@@ -131,6 +133,20 @@ def _redact(result: OutputCheck, findings: list[Finding]) -> None:
         for column in cell["key"]:
             if (cell["row"] + 1, column) in masked:
                 cell["key"][column] = masked[(cell["row"] + 1, column)]
+
+
+def _check_dof(
+    result: OutputCheck, table: pd.DataFrame, column: str, rules: DisclosureRules
+) -> None:
+    """A model fitted on too few residual degrees of freedom can reveal individual records."""
+    if column not in table.columns:
+        verdict = check_dof(None, rules)
+    else:
+        values = pd.to_numeric(table[column], errors="coerce")
+        verdict = check_dof(None if values.isna().all() else float(values.min()), rules)
+    result.notes.append(f"degrees of freedom: {verdict.numbers} -> {verdict.status}")
+    if verdict.status != "pass":
+        result.status = _worst(result.status, REVIEW)
 
 
 def table_report(

@@ -46,6 +46,9 @@ class OutputSpec(BaseModel):
     # group_by columns, a `contributor` column and the source columns named in `values`.
     # It is collected for the checks and never released.
     contributors: str | None = None
+    # Model outputs (regression tables): the column holding the residual degrees of freedom,
+    # checked against the grant's min_dof.
+    dof: str | None = None
 
     @model_validator(mode="after")
     def _contributors(self) -> OutputSpec:

@@ -95,3 +95,19 @@ def test_enforce_k_writes_a_k_anonymous_copy(tmp_path: Path) -> None:
     assert after.returncode == 0 and report["status"] == "pass"
     assert report["microdata"]["k_anonymity"]["min_class_size"] >= 5
     assert fixed.is_file()
+
+
+def test_model_output_with_too_few_degrees_of_freedom_goes_to_review(tmp_path: Path) -> None:
+    from egress_review.service import check_output
+    from policies.grant import DisclosureRules
+
+    model = tmp_path / "model.csv"
+    model.write_text("term,estimate,residual_dof\nintercept,1.5,6\nage,0.2,6\n", encoding="utf-8")
+    declared = {"kind": "table", "dof": "residual_dof", "context": "regression"}
+    result = check_output(model, "model.csv", declared, DisclosureRules())
+    assert result.status == "review"
+    assert any("'dof': 6.0" in note and "fail" in note for note in result.notes)
+    model.write_text("term,estimate,residual_dof\nintercept,1.5,400\n", encoding="utf-8")
+    assert any(
+        "pass" in n for n in check_output(model, "model.csv", declared, DisclosureRules()).notes
+    )
