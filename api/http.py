@@ -1,7 +1,8 @@
 """The HTTP API: the same services as the CLI, as JSON. Run with `shuyu serve`.
 
 The caller's identity comes from the `X-Shuyu-User` header set by the deployment's
-authenticating proxy; it is recorded in the ledger as the actor.
+authenticating proxy; it is recorded in the ledger as the actor, and its registered role
+(`shuyu user add`) decides what it may do. An unregistered name may do nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +16,18 @@ from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from shuyu.errors import ShuyuError, ValidationError
+from shuyu.errors import PermissionDenied, ShuyuError, ValidationError
+from shuyu.permissions import (
+    User,
+    check_can_read_catalog,
+    check_can_read_checks,
+    check_can_read_jobs,
+    check_can_read_ledger,
+    check_can_submit_jobs,
+)
 from shuyu.platform import Platform, open_platform
 from shuyu.settings import Settings
+from shuyu.users import lookup
 
 
 class JobSubmission(BaseModel):
@@ -39,8 +49,14 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(status_code=exc.http_status, content=exc.to_dict())
 
     def platform(x_shuyu_user: str | None = Header(default=None)) -> Platform:
-        actor = x_shuyu_user or settings.actor
-        return open_platform(dataclasses.replace(settings, actor=actor))
+        if not x_shuyu_user:
+            raise PermissionDenied(
+                "no identity on the request", fix="send X-Shuyu-User (set by the proxy)"
+            )
+        return open_platform(dataclasses.replace(settings, actor=x_shuyu_user))
+
+    def caller(p: Platform) -> User:
+        return lookup(p, p.actor)
 
     @app.get("/api/health")
     def health() -> dict[str, str]:
@@ -50,18 +66,21 @@ def create_app(settings: Settings) -> FastAPI:
     def datasets(p: Platform = Depends(platform)) -> list[dict[str, Any]]:
         from catalog.service import list_datasets
 
+        check_can_read_catalog(caller(p))
         return [v.summary() for v in list_datasets(p)]
 
     @app.get("/api/datasets/{name}")
     def dataset(name: str, p: Platform = Depends(platform)) -> dict[str, Any]:
         from catalog.service import show
 
+        check_can_read_catalog(caller(p))
         return show(p, name)
 
     @app.get("/api/grants")
     def grants(project: str | None = None, p: Platform = Depends(platform)) -> list[dict[str, Any]]:
         from policies.service import list_grants
 
+        check_can_read_catalog(caller(p))
         return list_grants(p, project)
 
     @app.get("/api/jobs")
@@ -70,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> list[dict[str, Any]]:
         from jobs.service import JobView, list_jobs
 
+        check_can_read_jobs(caller(p))
         return [JobView(j, [], []).to_dict() for j in list_jobs(p, project, state)]
 
     @app.post("/api/jobs", status_code=201)
@@ -77,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
         from jobs.service import JobView
         from jobs.service import submit as submit_job
 
+        check_can_submit_jobs(caller(p))
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             for rel, text in body.files.items():
@@ -95,6 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
     def job(job_id: str, p: Platform = Depends(platform)) -> dict[str, Any]:
         from jobs.service import view
 
+        check_can_read_jobs(caller(p))
         return view(p, job_id).to_dict(detail=True)
 
     @app.post("/api/jobs/{job_id}/cancel")
@@ -102,7 +124,15 @@ def create_app(settings: Settings) -> FastAPI:
         from jobs.service import JobView
         from jobs.service import cancel as cancel_job
 
+        check_can_submit_jobs(caller(p))
         return JobView(cancel_job(p, job_id), [], []).to_dict()
+
+    @app.get("/api/jobs/{job_id}/checks")
+    def job_checks(job_id: str, p: Platform = Depends(platform)) -> list[dict[str, Any]]:
+        from egress_review.service import job_checks as checks_of
+
+        check_can_read_checks(caller(p))
+        return checks_of(p, job_id)
 
     @app.get("/api/ledger")
     def ledger(
@@ -113,12 +143,14 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> list[dict[str, Any]]:
         from lineage.service import list_entries
 
+        check_can_read_ledger(caller(p))
         return list_entries(p, subject, action, limit)
 
     @app.get("/api/ledger/verify")
     def verify(p: Platform = Depends(platform)) -> dict[str, Any]:
         from lineage.service import verify_ledger
 
+        check_can_read_ledger(caller(p))
         return verify_ledger(p)
 
     return app

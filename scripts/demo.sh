@@ -23,6 +23,12 @@ step "4. Grant them to the project employment-insights (public governance, five 
 shuyu grant add examples/grant-employment.yaml
 shuyu grant list
 
+step "4b. Register the people who use the HTTP API and their roles (deny by default)"
+shuyu user add li --role analyst
+shuyu user add wang --role reviewer
+shuyu user add zhao --role auditor
+shuyu user list
+
 step "5. Build the project's workspace and its synthetic twin (DuckDB, after the transforms)"
 shuyu workspace build employment-insights
 shuyu workspace build employment-insights --synthetic

@@ -193,3 +193,13 @@ dp_budget_spends = Table(
     Column("reason", Text),
     Index("ix_dp_budget_spends_account", "project", "dataset", "status"),
 )
+
+# People and their role on the platform (deny by default: an unknown name may do nothing).
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+)

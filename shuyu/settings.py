@@ -27,7 +27,9 @@ class Settings:
     backend: str = _setting(
         "local", "SHUYU_BACKEND", "sandbox backend: local (bubblewrap) or docker"
     )
-    docker_runtime: str = _setting("", "SHUYU_DOCKER_RUNTIME", "OCI runtime for the docker backend, e.g. runsc (gVisor)")
+    docker_runtime: str = _setting(
+        "", "SHUYU_DOCKER_RUNTIME", "OCI runtime for the docker backend, e.g. runsc (gVisor)"
+    )
     runtime_cache: Path = _setting(
         Path("/var/cache/shuyu/runtime"),
         "SHUYU_RUNTIME_CACHE",
