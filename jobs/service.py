@@ -19,7 +19,7 @@ from jobs import records
 from jobs.records import Job
 from jobs.runner import prepare_code
 from jobs.spec import LoadedSpec, load_spec, spec_record
-from jobs.states import ACTIVE, TERMINAL, JobState
+from jobs.states import TERMINAL, JobState
 from lineage import ledger
 from policies.service import active_policy
 from shuyu.canonical import sha256_file, utcnow
@@ -165,8 +165,10 @@ def cancel(platform: Platform, job_id: str, reason: str = "cancelled by the anal
     """Queued jobs are cancelled at once; running ones are stopped by their worker within seconds."""
     with platform.store.transaction() as conn:
         job = records.load(conn, job_id, lock=True)
-        if job.state in WAIT_STATES:
-            raise Conflict(f"job {job_id} is already {job.state.value}")
+        if job.state in WAIT_STATES | {JobState.CHECKS_PENDING}:
+            raise Conflict(
+                f"job {job_id} is already {job.state.value}; it can no longer be cancelled"
+            )
         if job.state is JobState.QUEUED:
             return records.transition(conn, job_id, JobState.CANCELLED, reason, platform.actor)
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=1))
@@ -189,10 +191,6 @@ def wait(platform: Platform, job_id: str, timeout: float = 600, poll: float = 0.
                 fix="wait longer (--timeout) or check that a worker is running: shuyu worker",
             )
         time.sleep(poll)
-
-
-def is_active(job: Job) -> bool:
-    return job.state in ACTIVE
 
 
 def _copy_code(loaded: LoadedSpec, target: Path) -> None:

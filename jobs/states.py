@@ -63,6 +63,7 @@ OWNER: dict[JobState, str] = {
 }
 
 ACTIVE = frozenset({S.PREPARING, S.RUNNING, S.COLLECTING})
+LEASED = ACTIVE | {S.CHECKS_PENDING}  # a worker holds the job (and heartbeats) in these states
 TERMINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
 

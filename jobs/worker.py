@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from jobs import records
 from jobs.records import Job
 from jobs.runner import JobRun
-from jobs.states import ACTIVE, FailureKind, JobState
+from jobs.states import LEASED, FailureKind, JobState
 from sandbox.base import SandboxBackend
 from shuyu.canonical import utcnow
 from shuyu.platform import Platform
@@ -78,7 +78,7 @@ class Worker:
         except Exception as exc:  # never leave a job active because of a bug
             with self.platform.store.transaction() as conn:
                 job = records.load(conn, job_id, lock=True)
-                if job.state in ACTIVE:
+                if job.state in LEASED:
                     records.transition(
                         conn,
                         job_id,
@@ -126,7 +126,7 @@ class Worker:
             stale = conn.execute(
                 select(jobs.c.id)
                 .where(
-                    jobs.c.state.in_([s.value for s in ACTIVE]),
+                    jobs.c.state.in_([s.value for s in LEASED]),
                     jobs.c.heartbeat_at < utcnow() - lease,
                 )
                 .with_for_update(skip_locked=True)
@@ -144,7 +144,7 @@ class Worker:
             active = {
                 r.id
                 for r in conn.execute(
-                    select(jobs.c.id).where(jobs.c.state.in_([s.value for s in ACTIVE]))
+                    select(jobs.c.id).where(jobs.c.state.in_([s.value for s in LEASED]))
                 )
             }
         for run_id in self.backend.list_leftovers():

@@ -288,3 +288,36 @@ def test_a_killed_worker_leaves_no_stuck_job_and_no_sandbox(
     view = service.view(granted, job.id)
     assert view.job.state is JobState.FAILED and view.job.failure == "worker_lost"
     assert sandbox_backend.list_leftovers() == []
+
+
+def test_a_job_left_in_checks_by_a_dead_worker_is_failed_not_stuck(
+    granted: Platform, local_backend, tmp_path
+) -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from jobs import records
+    from shuyu.canonical import utcnow
+    from shuyu.schema import jobs
+
+    job = service.submit(granted, example_job(tmp_path))
+    with granted.store.transaction() as conn:
+        for state in (
+            JobState.PREPARING,
+            JobState.RUNNING,
+            JobState.COLLECTING,
+            JobState.CHECKS_PENDING,
+        ):
+            records.transition(conn, job.id, state, "driven by the test", "test")
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job.id)
+            .values(heartbeat_at=utcnow() - timedelta(minutes=5))
+        )
+    with pytest.raises(Exception, match="can no longer be cancelled"):
+        service.cancel(granted, job.id)
+    granted.settings = replace(granted.settings, worker_lease_seconds=30)
+    assert Worker(granted, local_backend).recover() == [job.id]
+    assert service.view(granted, job.id).job.failure == "worker_lost"
