@@ -195,6 +195,8 @@ def test_readme_generated_parts_have_not_drifted() -> None:
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert mermaid() in readme
     assert module.render(readme) == readme, "regenerate: python scripts/update-readme.py"
+    cli = (root / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert module.cli_reference() == cli, "regenerate: python scripts/update-readme.py"
 
 
 def test_every_sandbox_failure_is_a_job_failure_kind() -> None:
