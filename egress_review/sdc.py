@@ -38,12 +38,8 @@ values with ``max(v, n)``), and the rules are numpy expressions over whole colum
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
-import os
-import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,40 +47,45 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from egress_review.sdc_contributors import _contributor_stats, _require_columns_list
+from egress_review.sdc_contributors import _cursor as _cursor  # bench/bench_sdc.py sets threads
+from egress_review.sdc_report import (
+    FAIL,
+    PASS,
+    REVIEW,
+    RULE_ORDER,
+    RULE_STATUS,
+    RULE_TEXT,
+    STATUSES,
+    CellResult,
+    TableReport,
+)
+from egress_review.sdc_rules import (
+    REL_TOL,
+    _as_float,
+    _frequency_block,
+    _materialise,
+    _summarise,
+    _value_block,
+)
 from policies.grant import DisclosureRules
 from shuyu.errors import ValidationError
 
-PASS, FAIL, REVIEW = "pass", "fail", "review"
-STATUSES = (PASS, FAIL, REVIEW)
-
-# rule name -> status it gives a cell; names shared with ACRO's results.json where ACRO has one
-RULE_STATUS: dict[str, str] = {
-    "threshold": FAIL,
-    "zeros": FAIL,
-    "nk-rule": FAIL,
-    "p-ratio": FAIL,
-    "dof": FAIL,
-    "negative": REVIEW,
-    "missing": REVIEW,
-    "min-max": REVIEW,
-    "dominance-unchecked": REVIEW,
-    "count-unknown": REVIEW,
-    "all-values-are-same": REVIEW,
-}
-RULE_ORDER = tuple(RULE_STATUS)
-RULE_TEXT: dict[str, str] = {
-    "threshold": "fewer contributors than the minimum count",
-    "zeros": "a zero count (class disclosure); a structural zero may be accepted by the reviewer",
-    "nk-rule": "the largest contributors dominate the cell total",
-    "p-ratio": "the second largest contributor could estimate the largest too closely",
-    "dof": "too few residual degrees of freedom",
-    "negative": "negative values: dominance is not defined, review by hand",
-    "missing": "missing contributor values were ignored",
-    "min-max": "a minimum/maximum reveals one contributor's value and the cell size is unknown",
-    "dominance-unchecked": "dominance cannot be checked without contributor data",
-    "count-unknown": "the number of contributors is unknown (no counts column, no contributor data)",
-    "all-values-are-same": "every contributor has the same value (class disclosure)",
-}
+__all__ = [
+    "FAIL",
+    "PASS",
+    "REL_TOL",
+    "REVIEW",
+    "RULE_ORDER",
+    "RULE_STATUS",
+    "RULE_TEXT",
+    "STATUSES",
+    "STAT_KINDS",
+    "CellResult",
+    "TableReport",
+    "check_dof",
+    "check_table",
+]
 
 # statistic name -> kind of rule set applied to a value column
 STAT_KINDS: dict[str, str] = {
@@ -107,87 +108,6 @@ STAT_KINDS: dict[str, str] = {
     "variance": "spread",
     "count": "frequency",
 }
-
-REL_TOL = 1e-9
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """One checked cell: a (row, column) of the output table."""
-
-    key: dict[str, Any]  # group-by column -> value
-    column: str
-    value: Any
-    status: str  # pass | fail | review
-    rules: tuple[str, ...] = ()  # rules that failed or need review, in RULE_ORDER
-    numbers: dict[str, Any] = field(default_factory=dict)  # the numbers behind the verdict
-    row: int = 0  # 0-based row position in the table
-    col: int = 0  # 0-based position of `column` among the table's columns
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": {k: _jsonable(v) for k, v in self.key.items()},
-            "column": self.column,
-            "value": _jsonable(self.value),
-            "status": self.status,
-            "rules": list(self.rules),
-            "numbers": {k: _jsonable(v) for k, v in self.numbers.items()},
-            "row": self.row,
-            "col": self.col,
-        }
-
-
-@dataclass
-class TableReport:
-    """The verdict for every checked cell of one table output."""
-
-    cells: list[CellResult]
-    summary: dict[str, Any]
-    group_by: tuple[str, ...] = ()
-    columns: tuple[str, ...] = ()  # all columns of the table, in order
-    checked: tuple[str, ...] = ()  # the count and value columns that were checked
-    rules: dict[str, Any] = field(default_factory=dict)  # thresholds used
-    notes: list[str] = field(default_factory=list)
-    n_rows: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """True when every cell passes: nothing fails and nothing needs a reviewer's judgement."""
-        return self.summary["fail"] == 0 and self.summary["review"] == 0
-
-    @property
-    def blocked(self) -> bool:
-        """True when some cell fails a rule (as opposed to only needing review)."""
-        return self.summary["fail"] > 0
-
-    @property
-    def status(self) -> str:
-        if self.summary["fail"]:
-            return FAIL
-        return REVIEW if self.summary["review"] else PASS
-
-    def failing(self, statuses: Sequence[str] = (FAIL, REVIEW)) -> list[CellResult]:
-        return [c for c in self.cells if c.status in statuses]
-
-    def mask(self, statuses: Sequence[str] = (FAIL,)) -> pd.DataFrame:
-        """Boolean frame (table rows x checked columns): True where a cell has one of `statuses`."""
-        out = pd.DataFrame(False, index=pd.RangeIndex(self.n_rows), columns=list(self.checked))
-        for c in self.cells:
-            if c.status in statuses:
-                out.iat[c.row, self.checked.index(c.column)] = True
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "ok": self.ok,
-            "summary": self.summary,
-            "group_by": list(self.group_by),
-            "checked": list(self.checked),
-            "rules": self.rules,
-            "notes": list(self.notes),
-            "cells": [c.to_dict() for c in self.cells],
-        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,338 +232,7 @@ def check_dof(residual_dof: float | int | None, rules: DisclosureRules) -> CellR
 
 
 # --------------------------------------------------------------------------------------------
-# rule blocks: each returns one row per (table row, column) with status, rules and numbers
-
-
-def _frequency_block(df: pd.DataFrame, col: str, rules: DisclosureRules) -> pd.DataFrame:
-    raw = df[col]
-    c = _as_float(raw)
-    blank = np.isnan(c)
-    neg = ~blank & (c < 0)
-    if rules.zeros_disclosive:
-        low = ~blank & (c >= 0) & (c < rules.min_count)
-    else:
-        low = ~blank & (c > 0) & (c < rules.min_count)
-    zero = ~blank & (c == 0) & rules.zeros_disclosive
-    flags = {"threshold": low, "zeros": zero, "negative": neg}
-    nums = pd.DataFrame({"count": c, "min_count": float(rules.min_count)})
-    nums.loc[blank, "count"] = np.nan
-    return _block(df, col, flags, nums, suppressed=blank)
-
-
-def _value_block(
-    df: pd.DataFrame,
-    col: str,
-    kind: str,
-    index: int,
-    size: np.ndarray | None,
-    cstats: pd.DataFrame | None,
-    rules: DisclosureRules,
-) -> pd.DataFrame:
-    val = _as_float(df[col])
-    rows = len(df)
-    nums: dict[str, np.ndarray] = {}
-    if cstats is not None:
-        p = f"v{index}_"
-        n = cstats[p + "n"].to_numpy(dtype=float, na_value=0.0)
-        n = np.nan_to_num(n, nan=0.0)
-        total = cstats[p + "total"].to_numpy(dtype=float, na_value=np.nan)
-        top1 = cstats[p + "top1"].to_numpy(dtype=float, na_value=np.nan)
-        top2 = np.nan_to_num(cstats[p + "top2"].to_numpy(dtype=float, na_value=np.nan), nan=0.0)
-        topn = cstats[p + "topn"].to_numpy(dtype=float, na_value=np.nan)
-        lo = cstats[p + "min"].to_numpy(dtype=float, na_value=np.nan)
-        negs = np.nan_to_num(cstats[p + "neg"].to_numpy(dtype=float, na_value=0.0), nan=0.0)
-        miss = np.nan_to_num(cstats[p + "miss"].to_numpy(dtype=float, na_value=0.0), nan=0.0)
-        known = np.ones(rows, dtype=bool)
-        nums["n"] = n
-    elif size is not None:
-        n = size.copy()
-        known = ~np.isnan(n)
-        n = np.where(known, n, 0.0)
-        nums["n"] = np.where(known, n, np.nan)
-    else:
-        n = np.zeros(rows)
-        known = np.zeros(rows, dtype=bool)
-    nums["min_count"] = np.full(rows, float(rules.min_count))
-
-    empty = known & (n == 0)
-    # a blank published value with contributors behind it has been suppressed already
-    suppressed = np.isnan(val) & ~empty
-    if rules.zeros_disclosive:
-        low = known & (n < rules.min_count)
-    else:
-        low = known & (n > 0) & (n < rules.min_count)
-    flags: dict[str, np.ndarray] = {
-        "threshold": low,
-        "zeros": empty & rules.zeros_disclosive,
-        "count-unknown": ~known if kind != "extreme" else np.zeros(rows, dtype=bool),
-        "min-max": (~known) if kind == "extreme" else np.zeros(rows, dtype=bool),
-    }
-    if cstats is not None:
-        has = n > 0
-        negative = has & (negs > 0) & (kind == "magnitude")
-        flags["negative"] = negative
-        flags["missing"] = miss > 0
-        nums.update(
-            total=total,
-            largest=top1,
-            second=np.where(has, top2, np.nan),
-            negatives=negs,
-            missing=miss,
-        )
-        if kind != "frequency":
-            flags["all-values-are-same"] = (n >= 2) & (lo == top1)
-        if kind == "magnitude":
-            checkable = has & ~negative & (total > 0)
-            tol = REL_TOL * np.abs(np.nan_to_num(total))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(checkable, topn / total, np.nan)
-                remainder = np.where(checkable, total - top1 - top2, np.nan)
-                ratio = np.where(checkable & (top1 > 0), remainder / top1, np.nan)
-            flags["nk-rule"] = checkable & (topn - rules.dominance_k * total > tol)
-            flags["p-ratio"] = checkable & (rules.p_percent * top1 - remainder > tol)
-            nums.update(
-                top_n_sum=np.where(has, topn, np.nan),
-                top_n_share=share,
-                p_remainder=remainder,
-                p_ratio=ratio,
-                dominance_n=np.full(rows, float(rules.dominance_n)),
-                dominance_k=np.full(rows, rules.dominance_k),
-                p_percent=np.full(rows, rules.p_percent),
-            )
-    else:
-        if kind == "magnitude":
-            flags["negative"] = ~np.isnan(val) & (val < 0)
-            flags["dominance-unchecked"] = ~empty
-    return _block(df, col, flags, pd.DataFrame(nums), suppressed=suppressed)
-
-
-def _block(
-    df: pd.DataFrame,
-    col: str,
-    flags: dict[str, np.ndarray],
-    nums: pd.DataFrame,
-    suppressed: np.ndarray,
-) -> pd.DataFrame:
-    rows = len(df)
-    keep = ~suppressed
-    fail = np.zeros(rows, dtype=bool)
-    review = np.zeros(rows, dtype=bool)
-    names = np.full(rows, "", dtype=object)
-    for rule in RULE_ORDER:
-        flag = flags.get(rule)
-        if flag is None:
-            continue
-        flag = np.asarray(flag, dtype=bool) & keep
-        if RULE_STATUS[rule] == FAIL:
-            fail |= flag
-        else:
-            review |= flag
-        names = np.where(flag, names + rule + ";", names)
-    status = np.where(fail, FAIL, np.where(review, REVIEW, PASS))
-    out = pd.DataFrame(
-        {
-            "row": np.arange(rows),
-            "column": col,
-            "status": status,
-            "rules": names,
-            "suppressed": suppressed,
-        }
-    )
-    out["value"] = df[col].to_numpy(dtype=object)
-    out["numbers"] = _number_dicts(nums.reset_index(drop=True), suppressed)
-    return out
-
-
-def _number_dicts(nums: pd.DataFrame, suppressed: np.ndarray) -> list[dict[str, Any]]:
-    records = nums.to_dict("records") if len(nums.columns) else [{} for _ in range(len(suppressed))]
-    out = []
-    for rec, sup in zip(records, suppressed, strict=True):
-        d = {k: _clean_number(v) for k, v in rec.items() if not _isnan(v)}
-        if sup:
-            d["suppressed"] = True
-        out.append(d)
-    return out
-
-
-def _materialise(
-    frame: pd.DataFrame, df: pd.DataFrame, group_by: tuple[str, ...], columns: tuple[str, ...]
-) -> list[CellResult]:
-    keys = df[list(group_by)].to_dict("records") if group_by else [{} for _ in range(len(df))]
-    position = {c: i for i, c in enumerate(columns)}
-    return [
-        CellResult(
-            key=keys[row],
-            column=col,
-            value=value,
-            status=status,
-            rules=tuple(r for r in rules.split(";") if r),
-            numbers=numbers,
-            row=int(row),
-            col=position[col],
-        )
-        for row, col, value, status, rules, numbers in zip(
-            frame["row"].to_numpy(),
-            frame["column"].to_numpy(),
-            frame["value"].to_numpy(),
-            frame["status"].to_numpy(),
-            frame["rules"].to_numpy(),
-            frame["numbers"].to_numpy(),
-            strict=True,
-        )
-    ]
-
-
-def _summarise(frame: pd.DataFrame, n_rows: int) -> dict[str, Any]:
-    counts = frame["status"].value_counts()
-    by_rule: dict[str, int] = {}
-    joined = frame["rules"].str.split(";").explode()
-    joined = joined[joined.astype(bool)]
-    for rule, n in joined.value_counts().items():
-        by_rule[str(rule)] = int(n)
-    return {
-        "cells": int(len(frame)),
-        "rows": int(n_rows),
-        PASS: int(counts.get(PASS, 0)),
-        FAIL: int(counts.get(FAIL, 0)),
-        REVIEW: int(counts.get(REVIEW, 0)),
-        "suppressed": int(frame["suppressed"].sum()),
-        "rules": {r: by_rule[r] for r in RULE_ORDER if r in by_rule},
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# contributor data: one DuckDB GROUP BY over the unit-level rows
-
-
-def _contributor_stats(
-    contributors: Any,
-    df: pd.DataFrame,
-    group_by: tuple[str, ...],
-    value_map: dict[str, str],
-    contributor_id: str | None,
-    rules: DisclosureRules,
-) -> pd.DataFrame:
-    """Per-cell contributor statistics aligned to `df`'s rows (columns v{i}_n, _total, ...)."""
-    sources = list(dict.fromkeys(value_map.values()))
-    src_index = {s: j for j, s in enumerate(sources)}
-    top = max(rules.dominance_n, 2)
-    g = [_q(c) for c in group_by]
-    if contributor_id is not None:
-        inner_sel = ", ".join(
-            [*g, *(f"SUM({_q(s)}) AS s{j}" for j, s in enumerate(sources))]
-            + [f"COUNT(*) - COUNT({_q(s)}) AS m{j}" for j, s in enumerate(sources)]
-        )
-        inner = f"SELECT {inner_sel} FROM contrib GROUP BY " + ", ".join([*g, _q(contributor_id)])
-        miss = [f"SUM(m{j})" for j in range(len(sources))]
-    else:
-        inner_sel = ", ".join([*g, *(f"{_q(s)} AS s{j}" for j, s in enumerate(sources))])
-        inner = f"SELECT {inner_sel} FROM contrib"
-        miss = [f"COUNT(*) - COUNT(s{j})" for j in range(len(sources))]
-    aggs = []
-    for j in range(len(sources)):
-        v = f"s{j}"
-        aggs += [
-            f"COUNT({v})::BIGINT AS s{j}_n",
-            f"SUM({v})::DOUBLE AS s{j}_total",
-            f"max({v}, {top}) AS s{j}_tops",
-            f"MIN({v})::DOUBLE AS s{j}_min",
-            f"COUNT_IF({v} < 0)::BIGINT AS s{j}_neg",
-            f"({miss[j]})::BIGINT AS s{j}_miss",
-        ]
-    post = []
-    for j in range(len(sources)):
-        post += [
-            f"s{j}_n",
-            f"s{j}_total",
-            f"s{j}_tops[1]::DOUBLE AS s{j}_top1",
-            f"s{j}_tops[2]::DOUBLE AS s{j}_top2",
-            f"list_sum(s{j}_tops[1:{rules.dominance_n}])::DOUBLE AS s{j}_topn",
-            f"s{j}_min",
-            f"s{j}_neg",
-            f"s{j}_miss",
-        ]
-    group = f" GROUP BY {', '.join(g)}" if g else ""
-    sql = (
-        f"WITH units AS ({inner}), agg AS (SELECT {', '.join([*g, *aggs])} FROM units{group}) "
-        f"SELECT {', '.join([*g, *post])} FROM agg"
-    )
-    stats = _run_on(contributors, sql, list(group_by) + sources + _opt(contributor_id))
-
-    # align to the table's rows
-    if group_by:
-        left = df[list(group_by)].copy()
-        right = stats.copy()
-        for key in group_by:
-            left[key], right[key] = _harmonise(left[key], right[key])
-        merged = left.merge(right, on=list(group_by), how="left", sort=False)
-        if len(merged) != len(left):  # cannot happen with GROUP BY keys, but stay aligned
-            merged = merged.iloc[: len(left)]
-    else:
-        merged = (
-            pd.concat([stats] * len(df), ignore_index=True)
-            if len(stats)
-            else pd.DataFrame(index=range(len(df)))
-        )
-    out = pd.DataFrame(index=range(len(df)))
-    for i, (_col, src) in enumerate(value_map.items()):
-        j = src_index[src]
-        for part in ("n", "total", "top1", "top2", "topn", "min", "neg", "miss"):
-            name = f"s{j}_{part}"
-            out[f"v{i}_{part}"] = (
-                merged[name].to_numpy() if name in merged else np.full(len(df), np.nan)
-            )
-    return out
-
-
-_BASE: duckdb.DuckDBPyConnection | None = None
-_BASE_PID = 0
-_BASE_LOCK = threading.Lock()
-
-
-def _cursor() -> duckdb.DuckDBPyConnection:
-    """A fresh connection-local cursor on one shared in-memory database: microseconds instead of
-    the ~10 ms of duckdb.connect(); registrations and temp views stay private to the cursor."""
-    global _BASE, _BASE_PID
-    with _BASE_LOCK:
-        if _BASE is None or os.getpid() != _BASE_PID:  # never reuse a parent's across fork
-            _BASE, _BASE_PID = duckdb.connect(), os.getpid()
-        return _BASE.cursor()
-
-
-def _run_on(contributors: Any, sql: str, needed: list[str]) -> pd.DataFrame:
-    if isinstance(contributors, duckdb.DuckDBPyRelation):
-        _require_columns_list(list(contributors.columns), needed, "contributors")
-        result = contributors.query("contrib", sql)
-        if result is None:  # pragma: no cover - a SELECT always yields a relation
-            raise ValidationError("the contributor query returned nothing", field="contributors")
-        return result.df()
-    con = _cursor()
-    try:
-        if isinstance(contributors, pd.DataFrame):
-            _require_columns_list([str(c) for c in contributors.columns], needed, "contributors")
-            con.register("contrib", contributors)
-        elif isinstance(contributors, str | Path):
-            path = str(contributors).replace("'", "''")
-            reader = (
-                "read_csv_auto" if str(contributors).lower().endswith(".csv") else "read_parquet"
-            )
-            con.execute(f"CREATE TEMP VIEW contrib AS SELECT * FROM {reader}('{path}')")
-            cols = [r[0] for r in con.execute("DESCRIBE contrib").fetchall()]
-            _require_columns_list(cols, needed, "contributors")
-        else:
-            raise ValidationError(
-                "contributors must be a DataFrame, a DuckDB relation or a path, "
-                f"not {type(contributors).__name__}",
-                field="contributors",
-            )
-        return con.execute(sql).df()
-    finally:
-        con.close()
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
+# input handling
 
 
 def _load_table(table: Any) -> pd.DataFrame:
@@ -682,33 +271,6 @@ def _complete(
     return pd.concat([df, absent[list(df.columns)]], ignore_index=True), len(absent)
 
 
-def _harmonise(a: pd.Series, b: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Make two key columns comparable (dates vs ISO strings, ints vs floats)."""
-    if a.dtype == b.dtype:
-        return a, b
-    num_a, num_b = pd.api.types.is_numeric_dtype(a), pd.api.types.is_numeric_dtype(b)
-    if num_a and num_b:
-        return a.astype(float), b.astype(float)
-    return _key_text(a), _key_text(b)
-
-
-def _key_text(s: pd.Series) -> pd.Series:
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        s = s.astype(s.cat.categories.dtype)
-    if pd.api.types.is_datetime64_any_dtype(s):
-        dt = s.dt
-        midnight = (dt.hour == 0) & (dt.minute == 0) & (dt.second == 0)
-        fmt = "%Y-%m-%d" if bool(midnight.all()) else "%Y-%m-%dT%H:%M:%S"
-        return s.dt.strftime(fmt).astype(object)
-    if s.dtype == object:
-        return s.map(
-            lambda v: v.isoformat() if isinstance(v, _dt.date) else (None if _isnan(v) else str(v))
-        )
-    if pd.api.types.is_float_dtype(s) and bool((s.dropna() % 1 == 0).all()):
-        return s.map(lambda v: None if _isnan(v) else str(int(v))).astype(object)
-    return s.map(lambda v: None if _isnan(v) else str(v)).astype(object)
-
-
 def _value_map(values: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
     if isinstance(values, Mapping):
         return {str(k): str(v) for k, v in values.items()}
@@ -743,63 +305,5 @@ def _as_tuple(cols: Sequence[str] | str | None, name: str) -> tuple[str, ...]:
     return tuple(str(c) for c in cols)
 
 
-def _opt(x: str | None) -> list[str]:
-    return [x] if x is not None else []
-
-
 def _require_columns(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
     _require_columns_list([str(c) for c in df.columns], cols, what)
-
-
-def _require_columns_list(have: Sequence[str], cols: Sequence[str], what: str) -> None:
-    missing = [c for c in cols if c not in have]
-    if missing:
-        raise ValidationError(
-            f"the {what} has no column(s) {', '.join(missing)}",
-            field=what,
-            fix=f"columns present: {', '.join(have)}",
-        )
-
-
-def _as_float(s: pd.Series) -> np.ndarray:
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def _q(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def _isnan(v: Any) -> bool:
-    if v is None or v is pd.NA or v is pd.NaT:
-        return True
-    try:
-        return bool(isinstance(v, float | np.floating) and math.isnan(v))
-    except TypeError:
-        return False
-
-
-def _clean_number(v: Any) -> Any:
-    if isinstance(v, float | np.floating):
-        f = float(v)
-        return int(f) if f.is_integer() and abs(f) < 2**53 else f
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def _jsonable(v: Any) -> Any:
-    if _isnan(v):
-        return None
-    if isinstance(v, np.bool_ | bool):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating | float):
-        return _clean_number(v)
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if isinstance(v, _dt.date | _dt.datetime):
-        return v.isoformat()
-    if isinstance(v, np.datetime64):
-        return pd.Timestamp(v).isoformat()
-    return v
