@@ -4,8 +4,8 @@ Runs in the trusted platform, outside the sandbox. Tables (CSV/TSV/Parquet) are 
 cell with every column cast to text, and their column names as row 0; text (logs, TXT, JSON) is
 scanned line by line. All the work over cells runs in DuckDB: candidates are extracted with
 ``regexp_extract_all`` over whole columns, check characters are verified in SQL (the helpers of
-``catalog.idcodes``; Luhn below), and only the findings that are returned (at most ``limit``)
-reach Python, where they are confirmed once more with python-stdnum and masked.
+``catalog.idcodes``; Luhn in ``detectors``), and only the findings that are returned (at most
+``limit``) reach Python, where they are confirmed once more with python-stdnum and masked.
 
 What is detected (``Finding.kind``):
 
@@ -42,9 +42,13 @@ after ``<digit>.`` are a fraction (``0.13812345678`` holds no mobile) and digit 
 hex runs of 32+ chars (hashes) are ignored. Letters may touch an identifier: ``ID15030...``
 and ``user13812345678`` are reported. Full-width digits and letters are folded to ASCII first.
 
-Privacy of the scan itself: clear values never leave this module (``Finding.masked`` holds the
+Privacy of the scan itself: clear values never leave the scan (``Finding.masked`` holds the
 masked form), DuckDB error messages (which can quote a line of the file) are never passed on,
 and DuckDB spills to a private temporary folder that is removed after the scan.
+
+This module holds the scanners: reading tables and text into DuckDB as cells, running the
+detectors over them and turning hits into masked findings. The per-kind patterns, SQL, check
+characters, confirmation and masking live in ``egress_review.detectors``.
 """
 
 from __future__ import annotations
@@ -54,7 +58,6 @@ import datetime as _dt
 import gzip
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -65,77 +68,40 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
-from stdnum import luhn
-from stdnum.cn import ric, uscc
 
-from catalog.idcodes import (
-    USCC_ALPHABET,
-    org_code_check_char,
-    org_code_check_sql,
-    resident_id_check_char,
-    resident_id_check_sql,
-    uscc_check_sql,
+from egress_review.detectors import (
+    KINDS,
+    MIN_PSEUDONYM_PREFIX,
+    PLATE_PROVINCES,
+    PROVINCE_CODES,
+    _confirm,
+    _fingerprint_sql,
+    _pattern_sql,
+    _pseudonym_sql,
+    mask,
 )
-from egress_review.fingerprints import (
-    FULL_WIDTH_RE,
-    GROUPED_DIGITS_RE,
-    FingerprintSet,
-    fingerprintable_sql,
-    fold_sql,
-    hash_sql,
-    key_sql,
-    load_pseudonyms,
-    sql_str,
-)
+from egress_review.fingerprints import FingerprintSet, load_pseudonyms, sql_str
 from shuyu.errors import PlatformError, ValidationError
+
+# The detection interface, including what moved to detectors (callers import it from here).
+__all__ = [
+    "KINDS",
+    "MIN_PSEUDONYM_PREFIX",
+    "PLATE_PROVINCES",
+    "PROVINCE_CODES",
+    "TABLE_SUFFIXES",
+    "TEXT_CHUNK_BYTES",
+    "Finding",
+    "mask",
+    "scan_output",
+    "scan_table",
+    "scan_text",
+]
 
 log = logging.getLogger(__name__)
 
-KINDS = (
-    "cn_resident_id",
-    "cn_resident_id_15",
-    "cn_mobile",
-    "cn_uscc",
-    "bank_card",
-    "email",
-    "licence_plate",
-    "passport",
-    "pseudonym_key",
-    "raw_identifier",
-)
-PROVINCE_CODES = (
-    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
-    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
-    "65", "71", "81", "82", "83",
-)  # fmt: skip
-PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 TEXT_CHUNK_BYTES = 32 * 1024 * 1024
-MIN_PSEUDONYM_PREFIX = 16  # hex chars of a truncated pseudonym still treated as one (64 bits)
-
-# Candidate extraction (RE2). Each family yields maximal runs, so boundaries need no lookaround.
-_RE_NUM = r"[0-9]{11,}[Xx]?"
-_RE_UPPER = r"[0-9A-Z]{9,}"
-_RE_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-_RE_PLATE = f"[{PLATE_PROVINCES}][A-Z][·•・ ]?[0-9A-Za-z]{{4,}}[挂学警港澳]?"
-# A cell can only hold a candidate if it matches this (one cheap pass prunes most cells).
-_RE_PREFILTER = f"[0-9A-Z]{{9}}|@|[{PLATE_PROVINCES}][A-Z]|{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"
-_RE_HASH = r"[0-9a-fA-F]{32,}"  # digit runs inside these are parts of hashes
-_RE_FRACTION = r"([0-9])\.[0-9]+"
-_RE_HEX = f"[0-9a-f]{{{MIN_PSEUDONYM_PREFIX},}}"
-_RE_TOKEN = r"[0-9A-Za-z@._-]{6,}"
-_RE_FIELD_SPLIT = r"[\s\x{3000},;|\"'=:()\[\]{}<>，；：、。（）【】《》“”‘’]+"
-# Full-match classifiers, shared by the SQL and the Python confirmation.
-_USCC_CHARS = "0-9A-HJ-NP-RTUWXY"
-_RE_USCC = f"[{_USCC_CHARS}]{{2}}[0-9]{{6}}[{_USCC_CHARS}]{{10}}"
-_RE_MOBILE = r"(?:0086|86)?1[3-9][0-9]{9}"
-_RE_CARD = r"[2-69][0-9]{15,18}"
-_RE_PASSPORT = r"[EG][0-9]{8}|E[A-HJ-NP-Z][0-9]{7}|[DSP]E[0-9]{7}"
-_RE_PLATE_TAIL = (
-    r"[DF][A-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[DF]|[A-HJ-NP-Z0-9]{4}[挂学警港澳]|[A-HJ-NP-Z0-9]{5}"
-)
-if USCC_ALPHABET != "0123456789ABCDEFGHJKLMNPQRTUWXY":  # what _USCC_CHARS spells
-    raise ImportError("catalog.idcodes.USCC_ALPHABET changed: update _USCC_CHARS")
 
 
 @dataclass(frozen=True)
@@ -149,233 +115,6 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# --------------------------------------------------------------------------- masking
-
-
-def mask(value: str, kind: str) -> str:
-    """The value with its identifying middle hidden: ``1503**********123X``, ``138****5678``.
-
-    Never returns the clear value: even a one-character value becomes ``*``.
-    """
-    v = str(value).strip()
-    n = len(v)
-    if kind == "cn_resident_id" and n == 18:
-        return v[:4] + "*" * 10 + v[-4:]
-    if kind == "cn_resident_id_15" and n == 15:
-        return v[:4] + "*" * 8 + v[-3:]
-    if kind == "cn_mobile" and n >= 11:
-        v = v[-11:]
-        return v[:3] + "****" + v[-4:]
-    if kind == "cn_uscc" and n == 18:
-        return v[:4] + "*" * 10 + v[-4:]
-    if kind == "bank_card" and n >= 12:
-        return v[:6] + "*" * (n - 10) + v[-4:]
-    if kind == "email" and "@" in v[1:]:
-        local, _, domain = v.rpartition("@")
-        return local[0] + "***@" + domain
-    if kind == "licence_plate" and n >= 6:
-        return v[:2] + "*" * (n - 3) + v[-1:]
-    if kind == "passport" and n >= 6:
-        return v[:1] + "*" * (n - 3) + v[-2:]
-    if kind == "pseudonym_key" and n >= 8:
-        return v[:4] + "*" * (n - 4)
-    if kind == "raw_identifier" and (shape := _shape(v)) is not None:
-        return mask(v, shape)  # a raw identifier that looks like an ID is masked like one
-    return _mask_generic(v)
-
-
-def _shape(v: str) -> str | None:
-    if re.fullmatch(r"[0-9]{17}[0-9X]", v):
-        return "cn_resident_id"
-    if re.fullmatch(_RE_MOBILE, v):
-        return "cn_mobile"
-    if re.fullmatch(_RE_USCC, v):
-        return "cn_uscc"
-    if re.fullmatch(_RE_EMAIL, v):
-        return "email"
-    return None
-
-
-def _mask_generic(v: str) -> str:
-    n = len(v)
-    if n <= 1:
-        return "*"
-    if n <= 3:
-        return v[0] + "*" * (n - 1)
-    if n <= 7:
-        return v[0] + "*" * (n - 2) + v[-1]
-    keep = 2 if n < 16 else 3
-    return v[:keep] + "*" * (n - 2 * keep) + v[-keep:]
-
-
-# --------------------------------------------------------------------------- SQL
-
-
-def _luhn_sql(digits: str) -> str:
-    """TRUE when a digit string of at most 19 chars passes Luhn (NULL in, NULL out)."""
-    padded = f"lpad({digits}, 19, '0')"  # leading zeros add nothing to the sum
-    terms = []
-    for pos in range(1, 20):
-        d = f"CAST(substr({padded}, {pos}, 1) AS INTEGER)"
-        doubled = (19 - pos) % 2 == 1  # every second digit from the right, check digit excluded
-        terms.append(f"(2 * {d}) % 10 + (2 * {d}) // 10" if doubled else d)
-    return "((" + " + ".join(f"({t})" for t in terms) + ") % 10 = 0)"
-
-
-def _provinces_sql(expr: str) -> str:
-    return f"{expr} IN ({', '.join(sql_str(p) for p in PROVINCE_CODES)})"
-
-
-def _pattern_sql(cells: str) -> str:
-    """Hits ``(_row, _col, kind, value, source)`` of the pattern detectors over ``cells``.
-
-    ``cells`` is a relation ``(_row, _col, v)``. Parameters: ``$today`` (DATE), ``$limit``.
-    """
-    num_text = (
-        f"regexp_replace(regexp_replace(n, {sql_str(_RE_HASH)}, ' ', 'g'), "
-        f"{sql_str(_RE_FRACTION)}, '\\1 ', 'g')"
-    )
-    id17 = "left(id18, 17)"
-    id_ok = (
-        f"(id18 IS NOT NULL AND {resident_id_check_sql(id17)} = right(id18, 1) "
-        f"AND {_provinces_sql('left(id18, 2)')} "
-        "AND try_strptime(substr(id18, 7, 8), '%Y%m%d') BETWEEN DATE '1900-01-01' AND $today)"
-    )
-    id15_ok = (
-        f"(regexp_full_match(dg, '[0-9]{{15}}') AND {_provinces_sql('left(dg, 2)')} "
-        "AND try_strptime('19' || substr(dg, 7, 6), '%Y%m%d') IS NOT NULL)"
-    )
-    uscc_ok = (
-        f"(us IS NOT NULL AND {uscc_check_sql('left(us, 17)')} = right(us, 1) "
-        f"AND {org_code_check_sql('substr(us, 9, 8)')} = substr(us, 17, 1))"
-    )
-    card_ok = f"(card IS NOT NULL AND {_luhn_sql('card')})"
-    plate_tail = "regexp_replace(m, '^.[A-Z][·•・ ]?', '')"
-    plate_ok = (
-        f"(regexp_full_match(m, '[{PLATE_PROVINCES}][A-HJ-NP-Z].*') "
-        f"AND regexp_full_match({plate_tail}, {sql_str(_RE_PLATE_TAIL)}) "
-        f"AND (length({plate_tail}) <> 5 OR NOT regexp_full_match({plate_tail}, '[A-Z0-9]{{5}}') "
-        f"OR length(regexp_replace({plate_tail}, '[^0-9]', '', 'g')) >= 3))"
-    )
-    # Upper-case runs add what digit runs miss: codes holding letters (credit codes, passports);
-    # a run longer than 18 (``USCC91150...``) also offers its last 18 chars as a credit code.
-    upper = (
-        f"list_filter(regexp_extract_all(nt, {sql_str(_RE_UPPER)}), "
-        "lambda t: regexp_matches(t, '[A-Z]'))"
-    )
-    upper_tails = (
-        f"list_transform(list_filter({upper}, lambda t: length(t) > 18), lambda t: right(t, 18))"
-    )
-    candidates = (
-        f"list_distinct(list_concat(regexp_extract_all(nt, {sql_str(_RE_NUM)}), {upper}, "
-        f"{upper_tails}, regexp_extract_all(n, {sql_str(_RE_EMAIL)}), "
-        f"regexp_extract_all(n, {sql_str(_RE_PLATE)})))"
-    )
-    return f"""
-WITH norm AS (
-    SELECT _row, _col, n, {num_text} AS nt
-    FROM (SELECT _row, _col, {fold_sql("v")} AS n FROM ({cells})
-          WHERE v IS NOT NULL AND length(v) >= 6 AND regexp_matches(v, {sql_str(_RE_PREFILTER)}))
-),
-cand AS (
-    SELECT DISTINCT _row, _col, unnest({candidates}) AS m FROM norm
-),
-feat AS (
-    SELECT _row, _col, m,
-        CASE WHEN regexp_full_match(m, '[0-9]{{17}}[0-9Xx]') THEN upper(m) END AS id18,
-        CASE WHEN NOT regexp_full_match(m, '[0-9]{{17}}[Xx]') AND regexp_full_match(m, '[0-9]+[Xx]?')
-             THEN rtrim(m, 'Xx') END AS dg,
-        CASE WHEN regexp_full_match(m, {sql_str(_RE_USCC)}) THEN m END AS us,
-        CASE WHEN regexp_full_match(rtrim(m, 'Xx'), {sql_str(_RE_CARD)})
-             AND NOT regexp_full_match(m, '[0-9]{{17}}[Xx]') THEN rtrim(m, 'Xx') END AS card
-    FROM cand
-),
-classified AS (
-    SELECT _row, _col,
-        CASE
-            WHEN {id_ok} THEN 'cn_resident_id'
-            WHEN {id15_ok} THEN 'cn_resident_id_15'
-            WHEN {uscc_ok} THEN 'cn_uscc'
-            WHEN regexp_full_match(dg, {sql_str(_RE_MOBILE)}) THEN 'cn_mobile'
-            WHEN {card_ok} THEN 'bank_card'
-            WHEN regexp_full_match(m, {sql_str(_RE_PASSPORT)}) THEN 'passport'
-            WHEN regexp_full_match(m, {sql_str(_RE_EMAIL)}) THEN 'email'
-            WHEN {plate_ok} THEN 'licence_plate'
-        END AS kind,
-        m, dg
-    FROM feat
-)
-SELECT DISTINCT _row, _col, kind,
-    CASE kind
-        WHEN 'cn_resident_id' THEN upper(m)
-        WHEN 'cn_mobile' THEN right(dg, 11)
-        WHEN 'bank_card' THEN dg
-        WHEN 'licence_plate' THEN regexp_replace(m, '^(.[A-Z])[·•・ ]', '\\1')
-        ELSE m
-    END AS value,
-    NULL::VARCHAR AS source
-FROM classified WHERE kind IS NOT NULL
-ORDER BY _row, _col NULLS FIRST, kind, value
-LIMIT $limit
-"""
-
-
-def _pseudonym_sql(cells: str, table: str) -> str:
-    """Hits of hex runs in ``cells`` that are a pseudonym, or its first 16+ chars.
-
-    A run longer than 32 chars (``id`` + key, or key + text) offers its first and last 32.
-    """
-    runs = f"regexp_extract_all(lower(v), {sql_str(_RE_HEX)})"
-    tokens = (
-        "list_distinct(list_concat(list_filter(r, lambda t: length(t) <= 32), "
-        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: left(t, 32)), "
-        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: right(t, 32))))"
-    )
-    return f"""
-WITH runs AS (
-    SELECT _row, _col, {runs} AS r FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= {MIN_PSEUDONYM_PREFIX}
-),
-tok AS (SELECT _row, _col, unnest({tokens}) AS t FROM runs WHERE len(r) > 0)
-SELECT DISTINCT tok._row, tok._col, 'pseudonym_key' AS kind, tok.t AS value, NULL::VARCHAR AS source
-FROM tok JOIN {table} p ON left(tok.t, {MIN_PSEUDONYM_PREFIX}) = p.p16 AND starts_with(p.p, tok.t)
-ORDER BY 1, 2 NULLS FIRST, 4
-LIMIT $limit
-"""
-
-
-def _fingerprint_sql(cells: str, fingerprints: str) -> str:
-    """Hits of cells, tokens and delimited fields whose keyed hash is a fingerprint.
-
-    Every non-empty cell (or line) is hashed whole; one holding anything besides token
-    characters is also split into tokens (runs of ``[0-9A-Za-z@._-]``, 6+ chars) and fields
-    (split at whitespace and punctuation, e.g. ``name=张三;``), each hashed too. Each distinct
-    value is hashed once (outputs repeat values: categories, counts, log phrases), and only
-    the few matching values are joined back to their cells.
-    """
-    pieces = (
-        f"list_distinct(list_concat([{key_sql('n')}], "
-        "CASE WHEN regexp_matches(n, '[^0-9A-Za-z@._-]') THEN list_concat("
-        f"regexp_extract_all(n, {sql_str(_RE_TOKEN)}), string_split_regex(n, {sql_str(_RE_FIELD_SPLIT)})"
-        ") ELSE [] END))"
-    )
-    return f"""
-WITH norm AS (
-    SELECT _row, _col, {fold_sql("v")} AS n FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= 2
-),
-piece AS (SELECT _row, _col, upper(unnest({pieces})) AS val FROM norm),
-cell_value AS (SELECT _row, _col, val FROM piece WHERE {fingerprintable_sql("val")}),
-hit AS (
-    SELECT u.val, string_agg(DISTINCT fp.source, ',' ORDER BY fp.source) AS source
-    FROM (SELECT DISTINCT val FROM cell_value) u JOIN {fingerprints} fp ON {hash_sql("u.val")} = fp.h
-    GROUP BY u.val
-)
-SELECT DISTINCT c._row, c._col, 'raw_identifier' AS kind, c.val AS value, hit.source
-FROM cell_value c JOIN hit ON c.val = hit.val
-ORDER BY 1, 2 NULLS FIRST, 4
-LIMIT $limit
-"""
 
 
 # --------------------------------------------------------------------------- scanning
@@ -455,35 +194,6 @@ class _Scanner:
 
 def _order(h: _Hit) -> tuple[int, int, str, str]:
     return (h.row or 0, -1 if h.col is None else h.col, h.kind, h.value)
-
-
-def _confirm(kind: str, value: str) -> bool:
-    """Re-check with python-stdnum what SQL found: a failing check char is never reported."""
-    if kind == "cn_resident_id":
-        return (
-            value[17] == ric.calc_check_digit(value) == resident_id_check_char(value[:17])
-            and value[:2] in PROVINCE_CODES
-            and _valid_date(value[6:14], _dt.date(1900, 1, 1), _dt.date.today())
-        )
-    if kind == "cn_resident_id_15":
-        return value[:2] in PROVINCE_CODES and _valid_date("19" + value[6:12], None, None)
-    if kind == "cn_uscc":
-        return (
-            bool(re.fullmatch(_RE_USCC, value))
-            and uscc.calc_check_digit(value[:17]) == value[17]
-            and org_code_check_char(value[8:16]) == value[16]
-        )
-    if kind == "bank_card":
-        return bool(re.fullmatch(_RE_CARD, value)) and luhn.is_valid(value)
-    return True
-
-
-def _valid_date(text: str, low: _dt.date | None, high: _dt.date | None) -> bool:
-    try:
-        day = _dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
-    except ValueError:
-        return False
-    return (low is None or day >= low) and (high is None or day <= high)
 
 
 def _scan_error(exc: duckdb.Error) -> PlatformError:
