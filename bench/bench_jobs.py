@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from common import ROOT, demo_data
 
 TRIVIAL = 'import os\nopen(os.path.join(os.environ["SHUYU_OUTPUT"], "result.csv"), "w").write("n\\n1\\n")\n'
@@ -46,11 +45,22 @@ def main() -> None:
         spec = tmp_path / "job" / "job.yaml"
         spec.parent.mkdir()
         (spec.parent / "main.py").write_text(TRIVIAL)
-        spec.write_text(yaml.safe_dump({
-            "version": 1, "name": "trivial", "project": "employment-insights", "purpose": "public_governance",
-            "actions": {"main": {"run": "python main.py",
-                                 "outputs": {"result.csv": {"kind": "table", "context": "bench"}}}},
-        }))
+        spec.write_text(
+            yaml.safe_dump(
+                {
+                    "version": 1,
+                    "name": "trivial",
+                    "project": "employment-insights",
+                    "purpose": "public_governance",
+                    "actions": {
+                        "main": {
+                            "run": "python main.py",
+                            "outputs": {"result.csv": {"kind": "table", "context": "bench"}},
+                        }
+                    },
+                }
+            )
+        )
         results = {}
         for name in ("local", "docker"):
             backend = open_backend(platform.settings, name)
@@ -66,8 +76,12 @@ def main() -> None:
             for _ in range(args.throughput_jobs):
                 service.submit(platform, spec)
             started = time.perf_counter()
-            threads = [threading.Thread(target=Worker(platform, backend, name=f"{name}-{i}").run,
-                                        kwargs={"once": True}) for i in range(2)]
+            threads = [
+                threading.Thread(
+                    target=Worker(platform, backend, name=f"{name}-{i}").run, kwargs={"once": True}
+                )
+                for i in range(2)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -76,10 +90,14 @@ def main() -> None:
             results[name] = (median, per_minute)
 
     targets = {"local": 0.5, "docker": 1.5}
-    print(f"{'backend':8} {'median submit→collected':>24} {'target':>8} {'jobs/min (2 workers)':>22}")
+    print(
+        f"{'backend':8} {'median submit→collected':>24} {'target':>8} {'jobs/min (2 workers)':>22}"
+    )
     for name, (median, per_minute) in results.items():
         verdict = "met" if median < targets[name] else "NOT met"
-        print(f"{name:8} {median * 1000:21.0f} ms {targets[name]:6.1f} s {per_minute:18.0f}      ({verdict})")
+        print(
+            f"{name:8} {median * 1000:21.0f} ms {targets[name]:6.1f} s {per_minute:18.0f}      ({verdict})"
+        )
     print(f"docker/local overhead ratio: {results['docker'][0] / results['local'][0]:.1f}x")
 
 

@@ -58,8 +58,14 @@ def bench(name: str, runs: int, root: Path) -> list[float]:
         out = root / f"{name}-{i}" / "output"
         dest = root / f"{name}-{i}" / "collected"
         out.mkdir(parents=True)
-        req = SandboxRequest(run_id=f"bench-{name}-{os.getpid()}-{i}", argv=JOB,
-                             workspace=workspace, code_dir=code, output_dir=out, limits=LIMITS)
+        req = SandboxRequest(
+            run_id=f"bench-{name}-{os.getpid()}-{i}",
+            argv=JOB,
+            workspace=workspace,
+            code_dir=code,
+            output_dir=out,
+            limits=LIMITS,
+        )
         t0 = time.perf_counter()
         backend.prepare(req)
         res = backend.execute(req)
@@ -89,8 +95,12 @@ def main() -> None:
 
     print(f"trivial job, {args.runs} runs each (prepare + execute + collect + cleanup)")
     print(f"{'':10}" + "".join(f"{n:>14}" for n in names))
-    rows = [("median", statistics.median), ("min", min), ("max", max),
-            ("p90", lambda xs: sorted(xs)[int(0.9 * (len(xs) - 1))])]
+    rows = [
+        ("median", statistics.median),
+        ("min", min),
+        ("max", max),
+        ("p90", lambda xs: sorted(xs)[int(0.9 * (len(xs) - 1))]),
+    ]
     for label, fn in rows:
         print(f"{label:10}" + "".join(f"{ms(fn(results[n])):>14}" for n in names))
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import yaml
-
 from common import demo_data, median_seconds
 
 QUERY = "SELECT district, count(*), avg(wage_base) FROM {table} GROUP BY ALL"

@@ -47,7 +47,6 @@ from shuyu.schema import dp_budget_accounts, dp_budget_spends
 TOLERANCE = 1e-9
 
 
-
 @dataclass(frozen=True)
 class Reservation:
     id: str

@@ -1,10 +1,10 @@
 """Sandboxes for untrusted analysis code: one interface, two backends (bubblewrap, Docker).
 
-    runtime = ensure_runtime(settings.runtime_cache)          # build/cache the job rootfs
-    backend = get_backend("local", runtime)                     # or "docker"
-    backend.prepare(req); result = backend.execute(req)
-    report = collect_outputs(req.output_dir, declared, max_files, max_bytes, dest)
-    backend.cleanup(req.run_id)                                 # after collecting
+runtime = ensure_runtime(settings.runtime_cache)          # build/cache the job rootfs
+backend = get_backend("local", runtime)                     # or "docker"
+backend.prepare(req); result = backend.execute(req)
+report = collect_outputs(req.output_dir, declared, max_files, max_bytes, dest)
+backend.cleanup(req.run_id)                                 # after collecting
 """
 
 from .base import (

@@ -34,8 +34,15 @@ class Limits:
     cpus: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("memory_bytes", "pids", "open_files", "file_size_bytes", "output_bytes",
-                     "tmp_bytes", "log_bytes"):
+        for name in (
+            "memory_bytes",
+            "pids",
+            "open_files",
+            "file_size_bytes",
+            "output_bytes",
+            "tmp_bytes",
+            "log_bytes",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValidationError(f"must be a positive integer, got {value!r}", field=name)
@@ -44,8 +51,9 @@ class Limits:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValidationError(f"must be a positive number, got {value!r}", field=name)
         if self.pids < 8:
-            raise ValidationError("at least 8 processes/threads are needed to start Python",
-                                  field="pids")
+            raise ValidationError(
+                "at least 8 processes/threads are needed to start Python", field="pids"
+            )
         if self.memory_bytes < 32 * 1024**2:
             raise ValidationError("at least 32 MiB of memory is needed", field="memory_bytes")
 
@@ -58,23 +66,28 @@ class SandboxRequest:
     code_dir: Path  # host folder -> read-only at /code
     output_dir: Path  # host folder (must exist, empty) -> the only writable place, at /output
     limits: Limits = field(default_factory=Limits)
-    env: Mapping[str, str] = field(default_factory=dict)  # extra env; FIXED_ENV cannot be overridden
+    env: Mapping[str, str] = field(
+        default_factory=dict
+    )  # extra env; FIXED_ENV cannot be overridden
 
     def __post_init__(self) -> None:
         if not isinstance(self.run_id, str) or not RUN_ID_RE.match(self.run_id):
             raise ValidationError(
-                f"invalid run id {self.run_id!r}", field="run_id",
+                f"invalid run id {self.run_id!r}",
+                field="run_id",
                 fix="use 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
             )
         if not self.argv or not all(isinstance(a, str) and "\0" not in a for a in self.argv):
-            raise ValidationError("argv must be a non-empty list of strings without NUL",
-                                  field="argv")
+            raise ValidationError(
+                "argv must be a non-empty list of strings without NUL", field="argv"
+            )
         for name, value in self.env.items():
             if not ENV_NAME_RE.match(name) or "\0" in value:
                 raise ValidationError(f"invalid environment variable {name!r}", field="env")
             if name in FIXED_ENV:
-                raise ValidationError(f"{name} is set by the platform and cannot be overridden",
-                                      field="env")
+                raise ValidationError(
+                    f"{name} is set by the platform and cannot be overridden", field="env"
+                )
         for name in ("workspace", "code_dir", "output_dir"):
             value = getattr(self, name)
             if not isinstance(value, Path) or not value.is_absolute():
@@ -149,5 +162,8 @@ def get_backend(name: str, runtime: Runtime, **options: Any) -> SandboxBackend:
         from .docker_backend import DockerBackend
 
         return DockerBackend(runtime, **options)
-    raise ValidationError(f"unknown sandbox backend {name!r}", field="backend",
-                          fix=f"use one of: {', '.join(BACKENDS)}")
+    raise ValidationError(
+        f"unknown sandbox backend {name!r}",
+        field="backend",
+        fix=f"use one of: {', '.join(BACKENDS)}",
+    )

@@ -102,8 +102,9 @@ class RunCgroups:
             for dirpath, _dirs, files in os.walk(path):
                 if "cgroup.procs" in files:
                     with contextlib.suppress(OSError):
-                        found.update(int(x) for x in
-                                     Path(dirpath, "cgroup.procs").read_text().split())
+                        found.update(
+                            int(x) for x in Path(dirpath, "cgroup.procs").read_text().split()
+                        )
         return found
 
     def kill_all(self, timeout_s: float = 5.0) -> bool:
@@ -131,8 +132,9 @@ class RunCgroups:
         if pid_dir:
             pids_max = _field(pid_dir / "pids.events", "max")
             peak = _int(pid_dir / "pids.peak")
-        return CgroupCounters(oom_kills=oom, memory_failcnt=failcnt, pids_max_events=pids_max,
-                              pids_peak=peak)
+        return CgroupCounters(
+            oom_kills=oom, memory_failcnt=failcnt, pids_max_events=pids_max, pids_peak=peak
+        )
 
     def pids_exhausted(self, limit: int) -> bool:
         """A fork was refused, or the subtree reached the limit (nested groups such as Docker's

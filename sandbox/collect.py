@@ -79,8 +79,9 @@ class _State:
     seen: int = 0
 
 
-def collect_outputs(output_dir: Path, declared: list[str], max_files: int, max_bytes: int,
-                    dest: Path | None = None) -> CollectionReport:
+def collect_outputs(
+    output_dir: Path, declared: list[str], max_files: int, max_bytes: int, dest: Path | None = None
+) -> CollectionReport:
     """Check the declared outputs under `output_dir` and copy the accepted ones into `dest`.
 
     `declared` holds relative paths of files or folders ("summary.csv", "charts/").
@@ -153,8 +154,16 @@ def _safe_name(name: str) -> bool:
     return name not in (".", "..") and not any(ord(c) < 32 or ord(c) == 127 for c in name)
 
 
-def _walk(dir_fd: int, rel: PurePosixPath, depth: int, dest_fd: int, dest: Path, state: _State,
-          max_files: int, max_bytes: int) -> None:
+def _walk(
+    dir_fd: int,
+    rel: PurePosixPath,
+    depth: int,
+    dest_fd: int,
+    dest: Path,
+    state: _State,
+    max_files: int,
+    max_bytes: int,
+) -> None:
     with os.scandir(dir_fd) as entries:
         names = sorted(e.name for e in entries)
     for name in names:
@@ -182,7 +191,8 @@ def _walk(dir_fd: int, rel: PurePosixPath, depth: int, dest_fd: int, dest: Path,
             continue
         try:
             state.accepted.append(
-                _take(dir_fd, name, path, st, dest_fd, state, max_files, max_bytes))
+                _take(dir_fd, name, path, st, dest_fd, state, max_files, max_bytes)
+            )
             state.matched.add(decl)
         except _Refused as exc:
             state.matched.add(decl)
@@ -195,13 +205,25 @@ def _report(state: _State, decl: PurePosixPath | None, refusal: RefusedFile) -> 
         state.matched.add(decl)
 
 
-def _descend(dir_fd: int, name: str, path: PurePosixPath, depth: int, dest_fd: int, dest: Path,
-             state: _State, max_files: int, max_bytes: int) -> None:
+def _descend(
+    dir_fd: int,
+    name: str,
+    path: PurePosixPath,
+    depth: int,
+    dest_fd: int,
+    dest: Path,
+    state: _State,
+    max_files: int,
+    max_bytes: int,
+) -> None:
     try:
         sub_fd = os.open(name, _O_DIR, dir_fd=dir_fd)
     except OSError as exc:
-        _report(state, _declaration_for(path, state),
-                RefusedFile(str(path), None, f"cannot open folder: {exc.strerror}"))
+        _report(
+            state,
+            _declaration_for(path, state),
+            RefusedFile(str(path), None, f"cannot open folder: {exc.strerror}"),
+        )
         return
     try:
         _walk(sub_fd, path, depth + 1, dest_fd, dest, state, max_files, max_bytes)
@@ -209,8 +231,16 @@ def _descend(dir_fd: int, name: str, path: PurePosixPath, depth: int, dest_fd: i
         os.close(sub_fd)
 
 
-def _take(dir_fd: int, name: str, path: PurePosixPath, listed: os.stat_result, dest_fd: int,
-          state: _State, max_files: int, max_bytes: int) -> CollectedFile:
+def _take(
+    dir_fd: int,
+    name: str,
+    path: PurePosixPath,
+    listed: os.stat_result,
+    dest_fd: int,
+    state: _State,
+    max_files: int,
+    max_bytes: int,
+) -> CollectedFile:
     if stat.S_ISLNK(listed.st_mode):
         raise _Refused("symbolic link")
     if stat.S_ISFIFO(listed.st_mode):
@@ -247,14 +277,19 @@ def _take(dir_fd: int, name: str, path: PurePosixPath, listed: os.stat_result, d
     return CollectedFile(path=str(path), sha256=digest, size=size, kind=kind)
 
 
-def _copy_checked(fd: int, kind: str, path: PurePosixPath, dest_fd: int, used: int,
-                  max_bytes: int) -> tuple[str, int]:
+def _copy_checked(
+    fd: int, kind: str, path: PurePosixPath, dest_fd: int, used: int, max_bytes: int
+) -> tuple[str, int]:
     """Copy from the open descriptor into dest while hashing and checking the content."""
     parent_fd = _make_dirs(dest_fd, path.parent)
     out_fd = -1
     try:
-        out_fd = os.open(path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600, dir_fd=parent_fd)
+        out_fd = os.open(
+            path.name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=parent_fd,
+        )
         h = hashlib.sha256()
         size = 0
         head = b""
@@ -288,8 +323,9 @@ def _copy_checked(fd: int, kind: str, path: PurePosixPath, dest_fd: int, used: i
                 raise _Refused("not valid UTF-8 text (truncated character)") from exc
         if kind == "png" and not head.startswith(PNG_SIGNATURE):
             raise _Refused("extension .png but not a PNG file")
-        if kind == "parquet" and not (head.startswith(PARQUET_MAGIC) and tail == PARQUET_MAGIC
-                                      and size >= 12):
+        if kind == "parquet" and not (
+            head.startswith(PARQUET_MAGIC) and tail == PARQUET_MAGIC and size >= 12
+        ):
             raise _Refused("extension .parquet but no Parquet magic (PAR1)")
         if blob is not None:
             try:
@@ -340,19 +376,31 @@ def _count(dest: Path, state: _State) -> None:
             local = str(dest / f.path)
             reader = "read_parquet(?)" if f.kind == "parquet" else "read_csv(?, header=true)"
             try:
-                names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}",
-                                                   [local]).fetchall()]
+                names = [
+                    r[0]
+                    for r in con.execute(f"DESCRIBE SELECT * FROM {reader}", [local]).fetchall()
+                ]
                 row = con.execute(f"SELECT count(*) FROM {reader}", [local]).fetchone()
             except duckdb.Error as exc:
                 first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                state.refused.append(RefusedFile(f.path, f.size,
-                                                 f"{f.kind.upper()} could not be read: {first}"))
+                state.refused.append(
+                    RefusedFile(f.path, f.size, f"{f.kind.upper()} could not be read: {first}")
+                )
                 state.total -= f.size
                 with contextlib.suppress(OSError):
                     os.unlink(local)
                 continue
-            kept.append(CollectedFile(f.path, f.sha256, f.size, f.kind,
-                                      int(row[0]) if row else 0, len(names), tuple(names)))
+            kept.append(
+                CollectedFile(
+                    f.path,
+                    f.sha256,
+                    f.size,
+                    f.kind,
+                    int(row[0]) if row else 0,
+                    len(names),
+                    tuple(names),
+                )
+            )
     finally:
         con.close()
     state.accepted = kept

@@ -44,30 +44,44 @@ def check_request(req: SandboxRequest) -> None:
     try:
         st = os.lstat(req.workspace)
     except OSError as exc:
-        raise SandboxRefused(f"workspace not found: {exc.strerror}", file=str(req.workspace)) from exc
+        raise SandboxRefused(
+            f"workspace not found: {exc.strerror}", file=str(req.workspace)
+        ) from exc
     if not stat.S_ISREG(st.st_mode):
-        raise SandboxRefused("workspace must be a regular file (not a link)", file=str(req.workspace))
+        raise SandboxRefused(
+            "workspace must be a regular file (not a link)", file=str(req.workspace)
+        )
     if not is_readable_by(st, ANALYST_UID, ANALYST_GID):
-        raise SandboxRefused(f"workspace is not readable by the sandbox user (uid {ANALYST_UID})",
-                             file=str(req.workspace), fix="make it mode 0644 (or group 10001)")
+        raise SandboxRefused(
+            f"workspace is not readable by the sandbox user (uid {ANALYST_UID})",
+            file=str(req.workspace),
+            fix="make it mode 0644 (or group 10001)",
+        )
     try:
         cst = os.lstat(req.code_dir)
     except OSError as exc:
-        raise SandboxRefused(f"code folder not found: {exc.strerror}", file=str(req.code_dir)) from exc
+        raise SandboxRefused(
+            f"code folder not found: {exc.strerror}", file=str(req.code_dir)
+        ) from exc
     if not stat.S_ISDIR(cst.st_mode):
         raise SandboxRefused("code folder must be a directory (not a link)", file=str(req.code_dir))
     unreadable = check_tree_readable(req.code_dir, ANALYST_UID, ANALYST_GID)
     if unreadable:
-        raise SandboxRefused(f"not readable by the sandbox user (uid {ANALYST_UID})",
-                             file=unreadable, fix="make code files 0644 and folders 0755")
+        raise SandboxRefused(
+            f"not readable by the sandbox user (uid {ANALYST_UID})",
+            file=unreadable,
+            fix="make code files 0644 and folders 0755",
+        )
     try:
         ost = os.lstat(req.output_dir)
     except OSError as exc:
-        raise SandboxRefused(f"output folder not found: {exc.strerror}",
-                             file=str(req.output_dir)) from exc
+        raise SandboxRefused(
+            f"output folder not found: {exc.strerror}", file=str(req.output_dir)
+        ) from exc
     if not stat.S_ISDIR(ost.st_mode):
-        raise SandboxRefused("output folder must be a directory (not a link)",
-                             file=str(req.output_dir))
+        raise SandboxRefused(
+            "output folder must be a directory (not a link)", file=str(req.output_dir)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,8 +98,9 @@ def output_mounted(req: SandboxRequest) -> bool:
     if not mine:
         return False
     if mine[-1].source != output_source(req.run_id):
-        raise SandboxRefused(f"output folder is already a mount point ({mine[-1].source})",
-                             file=str(req.output_dir))
+        raise SandboxRefused(
+            f"output folder is already a mount point ({mine[-1].source})", file=str(req.output_dir)
+        )
     return True
 
 
@@ -95,8 +110,15 @@ def mount_output(req: SandboxRequest) -> None:
         return
     if any(os.scandir(req.output_dir)):
         raise SandboxRefused("output folder must be empty", file=str(req.output_dir))
-    mount_tmpfs(req.output_dir, output_source(req.run_id), req.limits.output_bytes,
-                uid=ANALYST_UID, gid=ANALYST_GID, mode=OUTPUT_TMPFS_MODE, flags=OUTPUT_TMPFS_FLAGS)
+    mount_tmpfs(
+        req.output_dir,
+        output_source(req.run_id),
+        req.limits.output_bytes,
+        uid=ANALYST_UID,
+        gid=ANALYST_GID,
+        mode=OUTPUT_TMPFS_MODE,
+        flags=OUTPUT_TMPFS_FLAGS,
+    )
 
 
 def unmount_output(run_id: str) -> None:
@@ -108,8 +130,11 @@ def unmount_output(run_id: str) -> None:
 
 
 def output_mount_run_ids() -> set[str]:
-    return {m.source[len(OUTPUT_MOUNT_SOURCE_PREFIX):] for m in mount_table()
-            if m.fstype == "tmpfs" and m.source.startswith(OUTPUT_MOUNT_SOURCE_PREFIX)}
+    return {
+        m.source[len(OUTPUT_MOUNT_SOURCE_PREFIX) :]
+        for m in mount_table()
+        if m.fstype == "tmpfs" and m.source.startswith(OUTPUT_MOUNT_SOURCE_PREFIX)
+    }
 
 
 def output_full(req: SandboxRequest) -> bool:
@@ -223,13 +248,20 @@ class FrameDecoder:
             size = int.from_bytes(self.pending[4:8], "big")
             if len(self.pending) < 8 + size:
                 break
-            out += self.pending[8:8 + size]
-            self.pending = self.pending[8 + size:]
+            out += self.pending[8 : 8 + size]
+            self.pending = self.pending[8 + size :]
         return bytes(out)
 
 
-def pump(fd: int, capture: LogCapture, deadline: float, *, on_deadline: Callable[[], None],
-         is_finished: Callable[[], bool], decode: Callable[[bytes], bytes] | None = None) -> bool:
+def pump(
+    fd: int,
+    capture: LogCapture,
+    deadline: float,
+    *,
+    on_deadline: Callable[[], None],
+    is_finished: Callable[[], bool],
+    decode: Callable[[bytes], bytes] | None = None,
+) -> bool:
     """Read the job's output until EOF; at the deadline call `on_deadline` once (the kill).
 
     Returns True if the deadline was reached. Once the job has finished (or was killed) the
@@ -304,23 +336,33 @@ def verdict(ev: Evidence, limits: Limits) -> tuple[Failure | None, str]:
     if ev.exit_code == 0 and not ev.timed_out:
         return None, "exited with code 0"
     if ev.oom_killed:
-        return Failure.MEMORY, (f"killed by the kernel: memory limit of {_mib(limits.memory_bytes)}"
-                                f" reached ({describe_exit(ev.exit_code)})")
+        return Failure.MEMORY, (
+            f"killed by the kernel: memory limit of {_mib(limits.memory_bytes)}"
+            f" reached ({describe_exit(ev.exit_code)})"
+        )
     if ev.pids_exhausted:
-        return Failure.PIDS, (f"process/thread limit of {limits.pids} reached "
-                              f"({describe_exit(ev.exit_code) if not ev.timed_out else 'then timed out'})")
+        return Failure.PIDS, (
+            f"process/thread limit of {limits.pids} reached "
+            f"({describe_exit(ev.exit_code) if not ev.timed_out else 'then timed out'})"
+        )
     if ev.timed_out:
         return Failure.TIMEOUT, f"killed after {limits.wall_seconds:g} s wall-time limit"
     if ev.file_size_hit or ev.exit_code == 128 + signal.SIGXFSZ:
-        return Failure.FILE_SIZE, (f"a file reached the single-file limit of "
-                                   f"{_mib(limits.file_size_bytes)} ({describe_exit(ev.exit_code)})")
+        return Failure.FILE_SIZE, (
+            f"a file reached the single-file limit of "
+            f"{_mib(limits.file_size_bytes)} ({describe_exit(ev.exit_code)})"
+        )
     if ev.output_full:
-        return Failure.OUTPUT_LIMIT, (f"/output is full: limit of {_mib(limits.output_bytes)} "
-                                      f"reached ({describe_exit(ev.exit_code)})")
+        return Failure.OUTPUT_LIMIT, (
+            f"/output is full: limit of {_mib(limits.output_bytes)} "
+            f"reached ({describe_exit(ev.exit_code)})"
+        )
     return Failure.NONZERO_EXIT, describe_exit(ev.exit_code)
 
 
-def result(ev: Evidence, limits: Limits, capture: LogCapture | None, started: float) -> SandboxResult:
+def result(
+    ev: Evidence, limits: Limits, capture: LogCapture | None, started: float
+) -> SandboxResult:
     failure, reason = verdict(ev, limits)
     return SandboxResult(
         exit_code=None if ev.timed_out or ev.internal else ev.exit_code,
@@ -332,6 +374,7 @@ def result(ev: Evidence, limits: Limits, capture: LogCapture | None, started: fl
     )
 
 
-def internal_result(reason: str, limits: Limits, started: float,
-                    capture: LogCapture | None = None) -> SandboxResult:
+def internal_result(
+    reason: str, limits: Limits, started: float, capture: LogCapture | None = None
+) -> SandboxResult:
     return result(Evidence(exit_code=None, internal=reason), limits, capture, started)

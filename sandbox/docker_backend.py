@@ -64,8 +64,9 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(self, runtime: Runtime, *, oci_runtime: str | None = None,
-                 client: Any = None) -> None:
+    def __init__(
+        self, runtime: Runtime, *, oci_runtime: str | None = None, client: Any = None
+    ) -> None:
         self.runtime = runtime
         self.oci_runtime = oci_runtime
         self._client = client
@@ -89,7 +90,10 @@ class DockerBackend:
             return False, "the engine has no seccomp support; refusing to run untrusted code"
         if self.runtime.image_id is None and not self.runtime.rootfs.is_dir():
             return False, "no job runtime image and no rootfs to import it from"
-        return True, f"Docker {info.get('ServerVersion', '?')}, cgroup driver {info.get('CgroupDriver')}"
+        return (
+            True,
+            f"Docker {info.get('ServerVersion', '?')}, cgroup driver {info.get('CgroupDriver')}",
+        )
 
     def prepare(self, req: SandboxRequest) -> None:
         ok, why = self.available()
@@ -151,8 +155,9 @@ class DockerBackend:
         """Runs still present whose owning platform process is gone (crash recovery)."""
         found = set(output_mount_run_ids()) | leftover_run_ids()
         with contextlib.suppress(Exception):
-            for container in self._engine().containers.list(all=True,
-                                                            filters={"label": LABEL_RUN_ID}):
+            for container in self._engine().containers.list(
+                all=True, filters={"label": LABEL_RUN_ID}
+            ):
                 found.add(container.labels.get(LABEL_RUN_ID, ""))
         return leftovers(found, self.name)
 
@@ -183,8 +188,9 @@ class DockerBackend:
         return image_id
 
     def _find(self, run_id: str) -> list[Any]:
-        return list(self._engine().containers.list(
-            all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"}))
+        return list(
+            self._engine().containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})
+        )
 
     def _create(self, req: SandboxRequest, image_id: str) -> Any:
         from docker.types import LogConfig, Mount, Ulimit  # type: ignore[import-untyped]
@@ -211,8 +217,10 @@ class DockerBackend:
             mem_swappiness=0,
             nano_cpus=int(lim.cpus * 1e9),
             shm_size=min(SHM_BYTES, lim.tmp_bytes),
-            ulimits=[Ulimit(name="nofile", soft=lim.open_files, hard=lim.open_files),
-                     Ulimit(name="fsize", soft=lim.file_size_bytes, hard=lim.file_size_bytes)],
+            ulimits=[
+                Ulimit(name="nofile", soft=lim.open_files, hard=lim.open_files),
+                Ulimit(name="fsize", soft=lim.file_size_bytes, hard=lim.file_size_bytes),
+            ],
             tmpfs={TMP_PATH: tmp_opts},
             mounts=[
                 Mount(WORKSPACE_PATH, str(req.workspace), type="bind", read_only=True),
@@ -234,8 +242,9 @@ class DockerBackend:
 
         with self._lock:
             if req.run_id in self._terminated:
-                return internal_result("terminated by the platform before it started",
-                                       req.limits, started)
+                return internal_result(
+                    "terminated by the platform before it started", req.limits, started
+                )
         containers = self._find(req.run_id)
         if not containers:
             return internal_result("container vanished before start", req.limits, started)
@@ -265,9 +274,14 @@ class DockerBackend:
             with self._lock:
                 if req.run_id in self._terminated:  # terminate() raced with the start
                     self._kill(container)
-            timed_out = pump(raw.fileno(), capture, deadline,
-                             on_deadline=lambda: self._kill(container),
-                             is_finished=finished, decode=FrameDecoder())
+            timed_out = pump(
+                raw.fileno(),
+                capture,
+                deadline,
+                on_deadline=lambda: self._kill(container),
+                is_finished=finished,
+                decode=FrameDecoder(),
+            )
         finally:
             with contextlib.suppress(Exception):
                 sock.close()
@@ -281,8 +295,9 @@ class DockerBackend:
                 outcome = self._wait(container, KILL_GRACE_S + CALL_TIMEOUT_S) or {}
             container.reload()
         except NotFound:
-            return internal_result("container disappeared while running", req.limits, started,
-                                   capture)
+            return internal_result(
+                "container disappeared while running", req.limits, started, capture
+            )
         st = container.attrs.get("State", {})
         exit_code = outcome.get("StatusCode", st.get("ExitCode"))
         with self._lock:

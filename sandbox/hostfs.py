@@ -30,8 +30,13 @@ UMOUNT_NOFOLLOW = 8
 _FLAG_BITS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
@@ -46,8 +51,8 @@ def _unescape(field: str) -> str:
     """Mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and len(field) >= i + 4 and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == "\\" and len(field) >= i + 4 and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])
@@ -64,19 +69,32 @@ def mount_table() -> list[MountEntry]:
             fields, rfields = left.split(), right.split()
             if len(fields) < 5 or len(rfields) < 2:
                 continue
-            entries.append(MountEntry(Path(_unescape(fields[4])), rfields[0], _unescape(rfields[1])))
+            entries.append(
+                MountEntry(Path(_unescape(fields[4])), rfields[0], _unescape(rfields[1]))
+            )
     return entries
 
 
 def mounts_under(path: Path) -> list[MountEntry]:
     """Mounts at or below `path` (deepest last, so unmount in reverse)."""
     root = os.path.realpath(path)
-    return [m for m in mount_table()
-            if str(m.mount_point) == root or str(m.mount_point).startswith(root.rstrip("/") + "/")]
+    return [
+        m
+        for m in mount_table()
+        if str(m.mount_point) == root or str(m.mount_point).startswith(root.rstrip("/") + "/")
+    ]
 
 
-def mount_tmpfs(target: Path, source: str, size_bytes: int, *, uid: int, gid: int, mode: str,
-                flags: Sequence[str] = ()) -> None:
+def mount_tmpfs(
+    target: Path,
+    source: str,
+    size_bytes: int,
+    *,
+    uid: int,
+    gid: int,
+    mode: str,
+    flags: Sequence[str] = (),
+) -> None:
     """Mount a size-capped tmpfs on `target`; the cap is enforced by the kernel (ENOSPC)."""
     bits = 0
     for flag in flags:
@@ -84,8 +102,10 @@ def mount_tmpfs(target: Path, source: str, size_bytes: int, *, uid: int, gid: in
     data = f"size={size_bytes},mode={mode},uid={uid},gid={gid},nr_inodes=65536"
     if _libc.mount(source.encode(), os.fsencode(target), b"tmpfs", bits, data.encode()) != 0:
         err = ctypes.get_errno()
-        raise PlatformError(f"cannot mount a tmpfs on {target}: {os.strerror(err)}",
-                            fix="the platform must run as root to cap /output")
+        raise PlatformError(
+            f"cannot mount a tmpfs on {target}: {os.strerror(err)}",
+            fix="the platform must run as root to cap /output",
+        )
 
 
 def unmount(target: Path) -> None:
@@ -155,9 +175,16 @@ def _die_with_parent() -> None:
     _libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
-def run_logged(cmd: Sequence[str], *, timeout_s: float, label: str, log_path: Path | None = None,
-               env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None,
-               stdin: int | None = subprocess.DEVNULL) -> None:
+def run_logged(
+    cmd: Sequence[str],
+    *,
+    timeout_s: float,
+    label: str,
+    log_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    stdin: int | None = subprocess.DEVNULL,
+) -> None:
     """Run a platform command with a deadline; its output goes to `log_path` and `on_line`.
 
     The command runs in its own process group so a timeout kills everything it started.
@@ -166,9 +193,15 @@ def run_logged(cmd: Sequence[str], *, timeout_s: float, label: str, log_path: Pa
     tail: list[str] = []
     log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
     try:
-        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=stdin, env=env, process_group=0,
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=stdin,
+            env=env,
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
         assert proc.stdout is not None
         deadline = time.monotonic() + timeout_s
         buf = b""
@@ -179,8 +212,9 @@ def run_logged(cmd: Sequence[str], *, timeout_s: float, label: str, log_path: Pa
                 if remaining <= 0:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(timeout=30)
-                    raise PlatformError(f"{label}: timed out after {timeout_s:.0f} s: "
-                                        + " | ".join(tail[-5:]))
+                    raise PlatformError(
+                        f"{label}: timed out after {timeout_s:.0f} s: " + " | ".join(tail[-5:])
+                    )
                 if not sel.select(min(remaining, 1.0)):
                     continue
                 chunk = os.read(proc.stdout.fileno(), 65536)

@@ -119,8 +119,9 @@ class LocalBwrapBackend:
         check_request(req)
         claim_run(req.run_id, self.name)
         STAGE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-        RunCgroups(req.run_id).create(memory_bytes=req.limits.memory_bytes, pids=req.limits.pids,
-                                      cpus=req.limits.cpus)
+        RunCgroups(req.run_id).create(
+            memory_bytes=req.limits.memory_bytes, pids=req.limits.pids, cpus=req.limits.cpus
+        )
         mount_output(req)
 
     def execute(self, req: SandboxRequest) -> SandboxResult:
@@ -161,56 +162,116 @@ class LocalBwrapBackend:
 
     def _check(self) -> tuple[bool, str]:
         if os.geteuid() != 0:
-            return False, "the platform must run as root (to cap /output, use cgroups, drop to uid 10001)"
+            return (
+                False,
+                "the platform must run as root (to cap /output, use cgroups, drop to uid 10001)",
+            )
         missing = [t for t in TOOLS if shutil.which(t, path=HOST_ENV["PATH"]) is None]
         if missing:
-            return False, f"missing tools: {', '.join(missing)} (apt-get install bubblewrap util-linux)"
+            return (
+                False,
+                f"missing tools: {', '.join(missing)} (apt-get install bubblewrap util-linux)",
+            )
         if not (self.runtime.rootfs / self.runtime.python.lstrip("/")).exists():
             return False, f"job runtime not built at {self.runtime.rootfs} (run ensure_runtime)"
-        probe = ["setpriv", f"--reuid={ANALYST_UID}", f"--regid={ANALYST_GID}", "--clear-groups",
-                 "--no-new-privs", "bwrap", "--unshare-all", "--unshare-user", "--disable-userns",
-                 "--ro-bind", "/", "/", "--size", "4096", "--tmpfs", "/tmp", "true"]
+        probe = [
+            "setpriv",
+            f"--reuid={ANALYST_UID}",
+            f"--regid={ANALYST_GID}",
+            "--clear-groups",
+            "--no-new-privs",
+            "bwrap",
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--ro-bind",
+            "/",
+            "/",
+            "--size",
+            "4096",
+            "--tmpfs",
+            "/tmp",
+            "true",
+        ]
         try:
             done = subprocess.run(probe, env=HOST_ENV, capture_output=True, timeout=CALL_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return False, f"bubblewrap probe failed: {exc}"
         if done.returncode != 0:
-            return False, ("bubblewrap cannot create an unprivileged user namespace here: "
-                           + done.stderr.decode(errors="replace").strip()[-300:])
+            return False, (
+                "bubblewrap cannot create an unprivileged user namespace here: "
+                + done.stderr.decode(errors="replace").strip()[-300:]
+            )
         have = set(controllers())
         lacking = {"pids", "memory"} - have
         if lacking:
             return True, f"bubblewrap ok; cgroups {sorted(lacking)} missing: rlimit fallback"
         return True, f"bubblewrap ok; cgroup v1 {', '.join(sorted(have))}"
 
-    def _command(self, req: SandboxRequest, cg: RunCgroups, status_fd: int,
-                 seccomp_fd: int | None, args_fd: int) -> list[str]:
+    def _command(
+        self,
+        req: SandboxRequest,
+        cg: RunCgroups,
+        status_fd: int,
+        seccomp_fd: int | None,
+        args_fd: int,
+    ) -> list[str]:
         """The launch chain; bubblewrap's own options are written to `args_fd` (--args), so
         the job's view of its pid 1 (/proc/1/cmdline) shows no paths or variables."""
         lim = req.limits
         procs_files = [str(p) for p in cg.procs_files()]
-        rlimits = [f"--nofile={lim.open_files}:{lim.open_files}",
-                   f"--fsize={lim.file_size_bytes}:{lim.file_size_bytes}"]
+        rlimits = [
+            f"--nofile={lim.open_files}:{lim.open_files}",
+            f"--fsize={lim.file_size_bytes}:{lim.file_size_bytes}",
+        ]
         if "memory" not in cg.enforced:
             rlimits.append(f"--as={lim.memory_bytes}:{lim.memory_bytes}")
         if "pids" not in cg.enforced:
             rlimits.append(f"--nproc={lim.pids}:{lim.pids}")
         stage = str(STAGE_DIR)
-        bwrap = ["bwrap", *BWRAP_FLAGS,
-                 "--uid", str(ANALYST_UID), "--gid", str(ANALYST_GID),
-                 "--ro-bind", f"{stage}/root", "/",
-                 "--proc", "/proc",
-                 "--dev", "/dev",
-                 # /dev itself read-only; only a capped /dev/shm (multiprocessing) is writable.
-                 "--perms", TMP_TMPFS_MODE, "--size", str(min(SHM_BYTES, lim.tmp_bytes)),
-                 "--tmpfs", "/dev/shm",
-                 "--remount-ro", "/dev",
-                 "--perms", TMP_TMPFS_MODE, "--size", str(lim.tmp_bytes), "--tmpfs", TMP_PATH,
-                 "--ro-bind", f"{stage}/workspace.duckdb", WORKSPACE_PATH,
-                 "--ro-bind", f"{stage}/code", CODE_PATH,
-                 "--bind", f"{stage}/output", OUTPUT_PATH,
-                 "--chdir", TMP_PATH,
-                 "--json-status-fd", str(status_fd)]
+        bwrap = [
+            "bwrap",
+            *BWRAP_FLAGS,
+            "--uid",
+            str(ANALYST_UID),
+            "--gid",
+            str(ANALYST_GID),
+            "--ro-bind",
+            f"{stage}/root",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            # /dev itself read-only; only a capped /dev/shm (multiprocessing) is writable.
+            "--perms",
+            TMP_TMPFS_MODE,
+            "--size",
+            str(min(SHM_BYTES, lim.tmp_bytes)),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/dev",
+            "--perms",
+            TMP_TMPFS_MODE,
+            "--size",
+            str(lim.tmp_bytes),
+            "--tmpfs",
+            TMP_PATH,
+            "--ro-bind",
+            f"{stage}/workspace.duckdb",
+            WORKSPACE_PATH,
+            "--ro-bind",
+            f"{stage}/code",
+            CODE_PATH,
+            "--bind",
+            f"{stage}/output",
+            OUTPUT_PATH,
+            "--chdir",
+            TMP_PATH,
+            "--json-status-fd",
+            str(status_fd),
+        ]
         if seccomp_fd is not None:
             bwrap += ["--seccomp", str(seccomp_fd)]
         for name, value in sorted(req.sandbox_env().items()):
@@ -218,21 +279,43 @@ class LocalBwrapBackend:
         os.write(args_fd, b"".join(os.fsencode(a) + b"\0" for a in bwrap[1:]))
         os.lseek(args_fd, 0, os.SEEK_SET)
         bwrap = ["bwrap", "--args", str(args_fd), "--", *req.argv]
-        return ["unshare", "--mount", "--propagation", "private", "--",
-                "sh", "-c", _STAGE_SCRIPT, "shuyu-stage",
-                stage, str(self.runtime.rootfs), str(req.workspace), str(req.code_dir),
-                str(req.output_dir), _ids(req.workspace, req.code_dir, req.output_dir),
-                str(len(procs_files)), *procs_files,
-                "prlimit", *rlimits, "--",
-                "setpriv", f"--reuid={ANALYST_UID}", f"--regid={ANALYST_GID}", "--clear-groups",
-                "--no-new-privs", "--inh-caps=-all", "--",
-                *bwrap]
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            _STAGE_SCRIPT,
+            "shuyu-stage",
+            stage,
+            str(self.runtime.rootfs),
+            str(req.workspace),
+            str(req.code_dir),
+            str(req.output_dir),
+            _ids(req.workspace, req.code_dir, req.output_dir),
+            str(len(procs_files)),
+            *procs_files,
+            "prlimit",
+            *rlimits,
+            "--",
+            "setpriv",
+            f"--reuid={ANALYST_UID}",
+            f"--regid={ANALYST_GID}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--",
+            *bwrap,
+        ]
 
     def _run(self, req: SandboxRequest, started: float) -> SandboxResult:
         with self._lock:
             if req.run_id in self._terminated:
-                return internal_result("terminated by the platform before it started",
-                                       req.limits, started)
+                return internal_result(
+                    "terminated by the platform before it started", req.limits, started
+                )
         cg = RunCgroups(req.run_id)
         capture = LogCapture(req.limits.log_bytes)
         log_r, log_w = os.pipe()
@@ -247,9 +330,15 @@ class LocalBwrapBackend:
         try:
             try:
                 proc = subprocess.Popen(
-                    self._command(req, cg, st_w, seccomp_fd, args_fd), stdin=subprocess.DEVNULL,
-                    stdout=log_w, stderr=log_w, pass_fds=fds, env=HOST_ENV, cwd="/",
-                    process_group=0)
+                    self._command(req, cg, st_w, seccomp_fd, args_fd),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_w,
+                    stderr=log_w,
+                    pass_fds=fds,
+                    env=HOST_ENV,
+                    cwd="/",
+                    process_group=0,
+                )
             except OSError as exc:
                 return internal_result(f"cannot start bubblewrap: {exc}", req.limits, started)
             finally:
@@ -264,9 +353,13 @@ class LocalBwrapBackend:
             if cancelled:  # terminate() came before the process existed
                 self._kill(req.run_id, proc)
             deadline = started + req.limits.wall_seconds
-            timed_out = pump(log_r, capture, deadline,
-                             on_deadline=lambda: self._kill(req.run_id, proc),
-                             is_finished=lambda: proc.poll() is not None)
+            timed_out = pump(
+                log_r,
+                capture,
+                deadline,
+                on_deadline=lambda: self._kill(req.run_id, proc),
+                is_finished=lambda: proc.poll() is not None,
+            )
             # The stream can end before the process does (it closed its stdout): the wall
             # deadline still applies.
             try:
@@ -285,8 +378,9 @@ class LocalBwrapBackend:
 
         if "child-pid" not in status:
             tail = bytes(capture.buf[-600:]).decode(errors="replace").strip()
-            return internal_result(f"sandbox failed to start: {tail or 'no message'}",
-                                   req.limits, started, capture)
+            return internal_result(
+                f"sandbox failed to start: {tail or 'no message'}", req.limits, started, capture
+            )
         exit_code = status.get("exit-code")
         if exit_code is None:
             exit_code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode

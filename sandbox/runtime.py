@@ -77,8 +77,10 @@ def recipe() -> dict[str, Any]:
         try:
             pins[name] = metadata.version(name)
         except metadata.PackageNotFoundError as exc:
-            raise PlatformError(f"{name} is not installed on the host, so it cannot be pinned",
-                                fix="pip install -e '.[dev]'") from exc
+            raise PlatformError(
+                f"{name} is not installed on the host, so it cannot be pinned",
+                fix="pip install -e '.[dev]'",
+            ) from exc
     return {
         "version": RECIPE_VERSION,
         "suite": SUITE,
@@ -95,8 +97,12 @@ def recipe_hash(rec: dict[str, Any] | None = None) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def ensure_runtime(cache_dir: Path | None = None, progress: ProgressFn | None = None, *,
-                   mirror: str = DEFAULT_MIRROR) -> Runtime:
+def ensure_runtime(
+    cache_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    mirror: str = DEFAULT_MIRROR,
+) -> Runtime:
     """The cached runtime for the current recipe, building it first if needed (about a minute).
 
     Safe to call from several processes at once: one builds, the others wait on a lock.
@@ -142,8 +148,12 @@ def _load(folder: Path, rhash: str) -> Runtime | None:
     image_id = None
     with contextlib.suppress(OSError, ValueError):
         image_id = json.loads((folder / "image.json").read_text()).get("image_id")
-    return Runtime(rootfs=folder / "rootfs", image_id=image_id, recipe_hash=rhash,
-                   duckdb_version=info["recipe"]["pip"]["duckdb"])
+    return Runtime(
+        rootfs=folder / "rootfs",
+        image_id=image_id,
+        recipe_hash=rhash,
+        duckdb_version=info["recipe"]["pip"]["duckdb"],
+    )
 
 
 class _locked:
@@ -159,7 +169,9 @@ class _locked:
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise PlatformError(f"another runtime build holds {self.path} too long") from None
+                    raise PlatformError(
+                        f"another runtime build holds {self.path} too long"
+                    ) from None
                 time.sleep(1.0)
 
     def __exit__(self, *exc: object) -> None:
@@ -167,13 +179,16 @@ class _locked:
         self.fh.close()
 
 
-def _report(progress: ProgressFn | None, step: str, done: int, total: int, detail: str = "") -> None:
+def _report(
+    progress: ProgressFn | None, step: str, done: int, total: int, detail: str = ""
+) -> None:
     if progress:
         progress(BuildProgress(step, done, total, detail[:200]))
 
 
-def _build(work: Path, rec: dict[str, Any], rhash: str, mirror: str,
-           progress: ProgressFn | None) -> None:
+def _build(
+    work: Path, rec: dict[str, Any], rhash: str, mirror: str, progress: ProgressFn | None
+) -> None:
     steps = ["debootstrap", "pip", "configure", "verify", "commit"]
     total = len(steps)
     root = work / "rootfs"
@@ -186,11 +201,26 @@ def _build(work: Path, rec: dict[str, Any], rhash: str, mirror: str,
     # 1. Base system. A private mount namespace makes debootstrap's /proc and /sys mounts
     #    vanish with it, even if it crashes.
     _report(progress, "debootstrap", 0, total, f"debootstrap {SUITE} from {mirror}")
-    run_logged(["unshare", "--mount", "--propagation", "private", "--",
-                "debootstrap", "--variant=minbase", f"--include={','.join(DEB_PACKAGES)}",
-                SUITE, str(root), mirror],
-               timeout_s=STEP_TIMEOUT_S["debootstrap"], label="debootstrap", log_path=log,
-               env=env, on_line=line("debootstrap", 0))
+    run_logged(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(DEB_PACKAGES)}",
+            SUITE,
+            str(root),
+            mirror,
+        ],
+        timeout_s=STEP_TIMEOUT_S["debootstrap"],
+        label="debootstrap",
+        log_path=log,
+        env=env,
+        on_line=line("debootstrap", 0),
+    )
 
     # 2. The pinned Python stack in a venv. pip needs the host's CA bundle to reach PyPI
     #    through this site's TLS setup; it is removed again afterwards.
@@ -202,12 +232,29 @@ def _build(work: Path, rec: dict[str, Any], rhash: str, mirror: str,
     pip_env = ["PIP_DISABLE_PIP_VERSION_CHECK=1", "PIP_NO_CACHE_DIR=1", "PIP_DEFAULT_TIMEOUT=120"]
     if ca.exists():
         pip_env.append("PIP_CERT=/tmp/host-ca.crt")
-    script = (f"python3 -m venv {VENV} && {VENV}/bin/pip install --no-input "
-              f"--only-binary=:all: {' '.join(pins)}")
-    _chroot(root, ["env", "-i", "PATH=/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8", *pip_env,
-                   "sh", "-c", script],
-            timeout_s=STEP_TIMEOUT_S["pip"], label="pip install", log=log, env=env,
-            on_line=line("pip", 1))
+    script = (
+        f"python3 -m venv {VENV} && {VENV}/bin/pip install --no-input "
+        f"--only-binary=:all: {' '.join(pins)}"
+    )
+    _chroot(
+        root,
+        [
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            "HOME=/root",
+            "LANG=C.UTF-8",
+            *pip_env,
+            "sh",
+            "-c",
+            script,
+        ],
+        timeout_s=STEP_TIMEOUT_S["pip"],
+        label="pip install",
+        log=log,
+        env=env,
+        on_line=line("pip", 1),
+    )
     ca.unlink(missing_ok=True)
 
     # 3. Harden and shape the filesystem the jobs will see.
@@ -216,10 +263,18 @@ def _build(work: Path, rec: dict[str, Any], rhash: str, mirror: str,
 
     # 4. Self-check: the pinned stack imports and DuckDB matches the host.
     _report(progress, "verify", 3, total, "import duckdb, pandas, pyarrow, numpy")
-    check = ("import duckdb, pandas, pyarrow, numpy, sys; "
-             f"v = duckdb.__version__; sys.exit(0 if v == {rec['pip']['duckdb']!r} else 3)")
-    _chroot(root, ["env", "-i", "PATH=/usr/bin:/bin", f"{VENV}/bin/python", "-c", check],
-            timeout_s=STEP_TIMEOUT_S["verify"], label="runtime self-check", log=log, env=env)
+    check = (
+        "import duckdb, pandas, pyarrow, numpy, sys; "
+        f"v = duckdb.__version__; sys.exit(0 if v == {rec['pip']['duckdb']!r} else 3)"
+    )
+    _chroot(
+        root,
+        ["env", "-i", "PATH=/usr/bin:/bin", f"{VENV}/bin/python", "-c", check],
+        timeout_s=STEP_TIMEOUT_S["verify"],
+        label="runtime self-check",
+        log=log,
+        env=env,
+    )
 
     # 5. Record what was built; the caller renames the folder into place.
     _report(progress, "commit", 4, total, str(work))
@@ -231,13 +286,38 @@ def _build(work: Path, rec: dict[str, Any], rhash: str, mirror: str,
     _report(progress, "commit", 5, total, "built")
 
 
-def _chroot(root: Path, argv: list[str], *, timeout_s: float, label: str, log: Path,
-            env: dict[str, str], on_line: Callable[[str], None] | None = None) -> None:
+def _chroot(
+    root: Path,
+    argv: list[str],
+    *,
+    timeout_s: float,
+    label: str,
+    log: Path,
+    env: dict[str, str],
+    on_line: Callable[[str], None] | None = None,
+) -> None:
     """Run a command inside the rootfs with /proc mounted in a throwaway mount namespace."""
     inner = 'mount -t proc proc "$1/proc" && root="$1" && shift && exec chroot "$root" "$@"'
-    run_logged(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", inner, "sh",
-                str(root), *argv],
-               timeout_s=timeout_s, label=label, log_path=log, env=env, on_line=on_line)
+    run_logged(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            inner,
+            "sh",
+            str(root),
+            *argv,
+        ],
+        timeout_s=timeout_s,
+        label=label,
+        log_path=log,
+        env=env,
+        on_line=on_line,
+    )
 
 
 def _configure(root: Path) -> None:
@@ -263,8 +343,14 @@ def _configure(root: Path) -> None:
             if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
                 os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_ISUID | stat.S_ISGID))
     # Caches and package lists are dead weight in a runtime that never installs anything.
-    for junk in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
-                 "usr/share/info", "root/.cache"):
+    for junk in (
+        "var/cache/apt",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "root/.cache",
+    ):
         target = root / junk
         if target.is_dir():
             remove_tree(target)
@@ -296,12 +382,15 @@ def build_image(runtime: Runtime, client: Any = None) -> str:
         f"ENV PATH={SANDBOX_PATH_VAR}",
         'CMD ["python"]',
     ]
-    tar = subprocess.Popen(["tar", "-C", str(runtime.rootfs), "--numeric-owner",
-                            "--one-file-system", "-c", "."], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
+    tar = subprocess.Popen(
+        ["tar", "-C", str(runtime.rootfs), "--numeric-owner", "--one-file-system", "-c", "."],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        client.api.import_image_from_stream(tar.stdout, repository=IMAGE_REPOSITORY,
-                                            tag=runtime.recipe_hash, changes=changes)
+        client.api.import_image_from_stream(
+            tar.stdout, repository=IMAGE_REPOSITORY, tag=runtime.recipe_hash, changes=changes
+        )
         _, err = tar.communicate(timeout=CALL_TIMEOUT_S)
     finally:
         if tar.poll() is None:
@@ -322,5 +411,7 @@ def _record_image(runtime: Runtime, image_id: str) -> None:
     except (OSError, ValueError):
         pass
     tmp = path.with_suffix(f".tmp-{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps({"image_id": image_id, "tag": f"{IMAGE_REPOSITORY}:{runtime.recipe_hash}"}))
+    tmp.write_text(
+        json.dumps({"image_id": image_id, "tag": f"{IMAGE_REPOSITORY}:{runtime.recipe_hash}"})
+    )
     os.rename(tmp, path)

@@ -14,9 +14,13 @@ SPEC = ROOT / "examples" / "jobs" / "employment" / "job.yaml"
 
 
 def render(text: str) -> str:
-    text = re.sub(r"```mermaid\n.*?```", lambda _: f"```mermaid\n{mermaid()}\n```", text, count=1, flags=re.S)
+    text = re.sub(
+        r"```mermaid\n.*?```", lambda _: f"```mermaid\n{mermaid()}\n```", text, count=1, flags=re.S
+    )
     spec = SPEC.read_text(encoding="utf-8").rstrip()
-    return re.sub(r"```yaml\n# A job spec.*?```", lambda _: f"```yaml\n{spec}\n```", text, count=1, flags=re.S)
+    return re.sub(
+        r"```yaml\n# A job spec.*?```", lambda _: f"```yaml\n{spec}\n```", text, count=1, flags=re.S
+    )
 
 
 def cli_reference() -> str:
@@ -24,11 +28,20 @@ def cli_reference() -> str:
 
     from api.cli import main
 
-    parts = ["# shuyu CLI reference", "", "Generated from `--help` by `python scripts/update-readme.py`.", ""]
+    parts = [
+        "# shuyu CLI reference",
+        "",
+        "Generated from `--help` by `python scripts/update-readme.py`.",
+        "",
+    ]
 
     def walk(command: click.Command, path: list[str]) -> None:
-        ctx = click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100)
-        parts.extend([f"## `{' '.join(path)}`", "", "```", command.get_help(ctx).rstrip(), "```", ""])
+        ctx = click.Context(
+            command, info_name=" ".join(path), terminal_width=100, max_content_width=100
+        )
+        parts.extend(
+            [f"## `{' '.join(path)}`", "", "```", command.get_help(ctx).rstrip(), "```", ""]
+        )
         if isinstance(command, click.Group):
             for name in sorted(command.commands):
                 walk(command.commands[name], [*path, name])

@@ -189,7 +189,9 @@ def test_readme_generated_parts_have_not_drifted() -> None:
     import importlib.util
 
     root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location("update_readme", root / "scripts" / "update-readme.py")
+    spec = importlib.util.spec_from_file_location(
+        "update_readme", root / "scripts" / "update-readme.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     readme = (root / "README.md").read_text(encoding="utf-8")

@@ -116,7 +116,9 @@ def test_unreachable_database_is_a_platform_error(tmp_path) -> None:
     broken = Settings.from_env(
         {}, home=platform.home, db_url="postgresql+psycopg://nobody:x@127.0.0.1:1/none"
     )
-    with pytest.raises(PlatformError, match="fix:|metadata store") as err:
-        with open_platform(broken).store.read() as conn:
-            conn.execute(select(datasets))
+    with (
+        pytest.raises(PlatformError, match="fix:|metadata store") as err,
+        open_platform(broken).store.read() as conn,
+    ):
+        conn.execute(select(datasets))
     assert "x@" not in str(err.value)  # the password is never shown

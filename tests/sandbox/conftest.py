@@ -39,8 +39,9 @@ def runtime() -> Runtime:
 
 @pytest.fixture(scope="session")
 def docker_runtime(runtime: Runtime) -> Runtime:
-    done = subprocess.run(["sh", str(REPO / "scripts/start-dockerd.sh")], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        ["sh", str(REPO / "scripts/start-dockerd.sh")], capture_output=True, text=True, timeout=120
+    )
     if done.returncode != 0:
         pytest.fail(f"Docker engine could not be started: {done.stderr.strip()}")
     from dataclasses import replace
@@ -53,10 +54,15 @@ def backends(request: pytest.FixtureRequest) -> dict[str, SandboxBackend]:
     return {}
 
 
-@pytest.fixture(params=[pytest.param("local", marks=pytest.mark.bwrap),
-                        pytest.param("docker", marks=pytest.mark.docker)])
-def backend(request: pytest.FixtureRequest, runtime: Runtime,
-            backends: dict[str, SandboxBackend]) -> SandboxBackend:
+@pytest.fixture(
+    params=[
+        pytest.param("local", marks=pytest.mark.bwrap),
+        pytest.param("docker", marks=pytest.mark.docker),
+    ]
+)
+def backend(
+    request: pytest.FixtureRequest, runtime: Runtime, backends: dict[str, SandboxBackend]
+) -> SandboxBackend:
     name = request.param
     if name not in backends:
         rt = request.getfixturevalue("docker_runtime") if name == "docker" else runtime
@@ -112,22 +118,41 @@ class Job:
     layout: Layout
     req: SandboxRequest | None = None
 
-    def run(self, code: str, *, limits: Limits | None = None, argv: list[str] | None = None,
-            env: dict[str, str] | None = None) -> SandboxResult:
+    def run(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> SandboxResult:
         (self.layout.code / "x.py").write_text(code)
         run_id = f"t-{secrets.token_hex(6)}"
         self.layout.runs.append(run_id)
         self.req = SandboxRequest(
-            run_id=run_id, argv=argv or ["python", "/code/x.py"], workspace=self.layout.workspace,
-            code_dir=self.layout.code, output_dir=self.layout.output,
-            limits=limits or SMALL, env=env or {})
+            run_id=run_id,
+            argv=argv or ["python", "/code/x.py"],
+            workspace=self.layout.workspace,
+            code_dir=self.layout.code,
+            output_dir=self.layout.output,
+            limits=limits or SMALL,
+            env=env or {},
+        )
         self.backend.prepare(self.req)
         return self.backend.execute(self.req)
 
 
-SMALL = Limits(wall_seconds=30, memory_bytes=512 * 1024**2, pids=64, open_files=128,
-               file_size_bytes=16 * 1024**2, output_bytes=32 * 1024**2, tmp_bytes=32 * 1024**2,
-               log_bytes=256 * 1024, cpus=1.0)
+SMALL = Limits(
+    wall_seconds=30,
+    memory_bytes=512 * 1024**2,
+    pids=64,
+    open_files=128,
+    file_size_bytes=16 * 1024**2,
+    output_bytes=32 * 1024**2,
+    tmp_bytes=32 * 1024**2,
+    log_bytes=256 * 1024,
+    cpus=1.0,
+)
 
 
 @pytest.fixture

@@ -22,9 +22,17 @@ from sandbox import Failure, Limits, collect_outputs
 from sandbox.base import SandboxRefused, SandboxRequest
 
 # The same small limits as the `job` fixture's default (tests/sandbox/conftest.py).
-SMALL = Limits(wall_seconds=30, memory_bytes=512 * 1024**2, pids=64, open_files=128,
-               file_size_bytes=16 * 1024**2, output_bytes=32 * 1024**2, tmp_bytes=32 * 1024**2,
-               log_bytes=256 * 1024, cpus=1.0)
+SMALL = Limits(
+    wall_seconds=30,
+    memory_bytes=512 * 1024**2,
+    pids=64,
+    open_files=128,
+    file_size_bytes=16 * 1024**2,
+    output_bytes=32 * 1024**2,
+    tmp_bytes=32 * 1024**2,
+    log_bytes=256 * 1024,
+    cpus=1.0,
+)
 Job = Any  # the `job` fixture: .run(code, limits=, argv=, env=) -> SandboxResult; .layout; .req
 
 
@@ -91,12 +99,30 @@ def test_identity_and_filesystem_view(job: Job) -> None:
     assert out["nnp"] == "1"
     assert out["seccomp"] == "2"  # a filter is installed (Docker's default / our denylist)
     assert out["rows"] == 1000  # the workspace is readable...
-    for key in ("ws_write", "ws_new", "code_write", "code_new", "root_write", "etc_write",
-                "venv_write", "dev_write", "proc_write"):
+    for key in (
+        "ws_write",
+        "ws_new",
+        "code_write",
+        "code_new",
+        "root_write",
+        "etc_write",
+        "venv_write",
+        "dev_write",
+        "proc_write",
+    ):
         assert out[key] is not True, f"{key} was writable"  # ...and nothing else but /output, /tmp
     assert out["output_write"] is True and out["tmp_write"] is True
-    assert set(out["env"]) <= {"PATH", "HOME", "LANG", "SHUYU_WORKSPACE", "SHUYU_OUTPUT",
-                               "PYTHONDONTWRITEBYTECODE", "TMPDIR", "PWD", "HOSTNAME"}
+    assert set(out["env"]) <= {
+        "PATH",
+        "HOME",
+        "LANG",
+        "SHUYU_WORKSPACE",
+        "SHUYU_OUTPUT",
+        "PYTHONDONTWRITEBYTECODE",
+        "TMPDIR",
+        "PWD",
+        "HOSTNAME",
+    }
     assert out["env"]["SHUYU_WORKSPACE"] == "/workspace/workspace.duckdb"
 
 
@@ -188,8 +214,9 @@ def test_output_disk_fill_hits_output_limit(job: Job) -> None:
 
 def test_tmp_disk_fill_is_contained(job: Job) -> None:
     before = _disk_free()
-    res = job.run(FILL, argv=["python", "/code/x.py", "/tmp"],
-                  limits=replace(SMALL, tmp_bytes=8 * 1024**2))
+    res = job.run(
+        FILL, argv=["python", "/code/x.py", "/tmp"], limits=replace(SMALL, tmp_bytes=8 * 1024**2)
+    )
     assert res.failure == Failure.NONZERO_EXIT, res.reason
     out = _last_json(res)
     assert out["err"] == "No space left on device"
@@ -211,8 +238,11 @@ def test_single_oversized_file_hits_file_size_limit(job: Job) -> None:
 
 
 def test_oversized_file_by_a_native_tool_is_killed_by_sigxfsz(job: Job) -> None:
-    res = job.run("", argv=["sh", "-c", "head -c 3000000 /dev/zero > /tmp/big.bin"],
-                  limits=replace(SMALL, file_size_bytes=1024**2))
+    res = job.run(
+        "",
+        argv=["sh", "-c", "head -c 3000000 /dev/zero > /tmp/big.bin"],
+        limits=replace(SMALL, file_size_bytes=1024**2),
+    )
     assert res.failure == Failure.FILE_SIZE, res.reason
     assert res.exit_code == 128 + 25  # SIGXFSZ
 
@@ -343,15 +373,27 @@ print(json.dumps(out))
 """
 
 
-def test_host_files_other_projects_and_processes_are_invisible(job: Job, monkeypatch,
-                                                              canary: str) -> None:
+def test_host_files_other_projects_and_processes_are_invisible(
+    job: Job, monkeypatch, canary: str
+) -> None:
     monkeypatch.setenv("SHUYU_HOST_CANARY", canary)  # the platform's own env must not leak in
     lay = job.layout
-    host_paths = [str(lay.secret), str(lay.other_workspace), str(lay.workspace), str(lay.home),
-                  "/var/run/docker.sock", "/root/.bash_history"]
-    res = job.run(SNOOP, env={"LOOK_FOR": "platform.key,other-project.duckdb,platform-home",
-                              "HOST_PATHS": ",".join(host_paths),
-                              "CANARY_NAME": "SHUYU_HOST_CANARY"})
+    host_paths = [
+        str(lay.secret),
+        str(lay.other_workspace),
+        str(lay.workspace),
+        str(lay.home),
+        "/var/run/docker.sock",
+        "/root/.bash_history",
+    ]
+    res = job.run(
+        SNOOP,
+        env={
+            "LOOK_FOR": "platform.key,other-project.duckdb,platform-home",
+            "HOST_PATHS": ",".join(host_paths),
+            "CANARY_NAME": "SHUYU_HOST_CANARY",
+        },
+    )
     assert res.failure is None, res.reason + res.log.decode()[-1000:]
     out = _last_json(res)
     assert out["found"] == []
@@ -363,8 +405,11 @@ def test_host_files_other_projects_and_processes_are_invisible(job: Job, monkeyp
     # its tiny init), nothing of the host's.
     assert {comm for _, comm, _ in out["procs"]} <= {"python", "bwrap"}, out["procs"]
     assert {pid for pid, _, _ in out["procs"]} <= {1, 2, 3}, out["procs"]
-    assert not any(lay.home.name in cmd or "pytest" in cmd for _, _, cmd in out["procs"]
-                   if "/code/x.py" not in cmd), out["procs"]
+    assert not any(
+        lay.home.name in cmd or "pytest" in cmd
+        for _, _, cmd in out["procs"]
+        if "/code/x.py" not in cmd
+    ), out["procs"]
 
 
 # --- hostile outputs ---------------------------------------------------------------------
@@ -410,8 +455,18 @@ def test_hostile_outputs_are_refused_by_collection(job: Job, tmp_path: Path) -> 
     assert out["link_ws"] != "linked" and out["link_py"] != "linked"
     assert out["mknod"] != "created"
     dest = tmp_path / "collected"
-    declared = ["passwd.csv", "key.txt", "a.csv", "b.csv", "pipe.csv", "sub", "etcdir/passwd",
-                "fake.png", "../platform-home/.shuyu/keys/platform.key", "/etc/passwd"]
+    declared = [
+        "passwd.csv",
+        "key.txt",
+        "a.csv",
+        "b.csv",
+        "pipe.csv",
+        "sub",
+        "etcdir/passwd",
+        "fake.png",
+        "../platform-home/.shuyu/keys/platform.key",
+        "/etc/passwd",
+    ]
     report = collect_outputs(lay.output, declared, max_files=10, max_bytes=1024**2, dest=dest)
     assert [f.path for f in report.accepted] == ["sub/ok.csv"]
     assert report.accepted[0].rows == 2 and report.accepted[0].columns == 2
@@ -470,8 +525,13 @@ def test_setuid_mount_and_user_namespaces_give_nothing(job: Job, runtime) -> Non
     out = _last_json(res)
     assert out["suid_id"] == "10001" and out["suid_id_g"] == "10001"  # setuid bit has no effect
     assert out["setuid"] != "root"
-    for key in ("unshare -U true", "unshare -r true", "unshare -m true", "unshare -n true",
-                "mount -t tmpfs none /tmp"):
+    for key in (
+        "unshare -U true",
+        "unshare -r true",
+        "unshare -m true",
+        "unshare -n true",
+        "mount -t tmpfs none /tmp",
+    ):
         assert out[key] != 0, key
     for key in ("unshare_user", "unshare_ns", "mount", "chroot"):
         assert out[key] != 0, (key, out[key])
@@ -494,8 +554,13 @@ def test_happy_path_execute_collect_cleanup(job: Job, tmp_path: Path) -> None:
     job.backend.prepare(job.req)  # idempotent: nothing changes, outputs stay
     assert res.log.strip() == b"ok" and not res.log_truncated
     assert job.backend.execute(job.req) == res  # idempotent: same result, not a second run
-    report = collect_outputs(job.layout.output, ["by_district.csv", "trips.parquet"],
-                             max_files=5, max_bytes=16 * 1024**2, dest=tmp_path / "dest")
+    report = collect_outputs(
+        job.layout.output,
+        ["by_district.csv", "trips.parquet"],
+        max_files=5,
+        max_bytes=16 * 1024**2,
+        dest=tmp_path / "dest",
+    )
     assert report.ok, report
     got = {f.path: (f.rows, f.columns) for f in report.accepted}
     assert got == {"by_district.csv": (7, 2), "trips.parquet": (1000, 2)}
@@ -505,8 +570,13 @@ def test_happy_path_execute_collect_cleanup(job: Job, tmp_path: Path) -> None:
 
 def test_prepare_refuses_unsafe_requests(job: Job, backend, layout) -> None:
     (layout.output / "stale.csv").write_text("a\n")
-    req = SandboxRequest(run_id="t-refuse", argv=["python", "-c", "1"], workspace=layout.workspace,
-                         code_dir=layout.code, output_dir=layout.output)
+    req = SandboxRequest(
+        run_id="t-refuse",
+        argv=["python", "-c", "1"],
+        workspace=layout.workspace,
+        code_dir=layout.code,
+        output_dir=layout.output,
+    )
     with pytest.raises(SandboxRefused, match="empty"):
         backend.prepare(req)
     (layout.output / "stale.csv").unlink()
@@ -549,11 +619,20 @@ def test_leftovers_are_found_and_cleaned_after_a_crash(job: Job, backend, layout
 
     run_id = "t-crash-" + os.urandom(4).hex()
     layout.runs.append(run_id)  # the fixture cleans up even if this test fails
-    args = {"backend": backend.name, "cache": str(runtime.rootfs.parent.parent), "run_id": run_id,
-            "workspace": str(layout.workspace), "code": str(layout.code),
-            "output": str(layout.output)}
-    done = subprocess.run([sys.executable, "-c", CRASHING_PLATFORM, json.dumps(args)],
-                          capture_output=True, text=True, timeout=120)
+    args = {
+        "backend": backend.name,
+        "cache": str(runtime.rootfs.parent.parent),
+        "run_id": run_id,
+        "workspace": str(layout.workspace),
+        "code": str(layout.code),
+        "output": str(layout.output),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_PLATFORM, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     # The platform restarts: the run is a leftover now that its owner is gone...
     assert run_id in backend.list_leftovers()
@@ -601,16 +680,24 @@ def test_two_runs_at_once_do_not_see_each_other(backend, layout) -> None:
     for name in ("a", "b"):
         out = layout.home / "jobs" / f"n-{name}" / "output"
         out.mkdir(parents=True)
-        reqs.append(SandboxRequest(run_id=f"t-nb-{name}-{os.urandom(3).hex()}",
-                                   argv=["python", "/code/x.py", name], workspace=layout.workspace,
-                                   code_dir=layout.code, output_dir=out, limits=SMALL))
+        reqs.append(
+            SandboxRequest(
+                run_id=f"t-nb-{name}-{os.urandom(3).hex()}",
+                argv=["python", "/code/x.py", name],
+                workspace=layout.workspace,
+                code_dir=layout.code,
+                output_dir=out,
+                limits=SMALL,
+            )
+        )
     results = {}
     try:
         for req in reqs:
             backend.prepare(req)
-        threads = [threading.Thread(target=lambda r=r: results.__setitem__(r.run_id,
-                                                                           backend.execute(r)))
-                   for r in reqs]
+        threads = [
+            threading.Thread(target=lambda r=r: results.__setitem__(r.run_id, backend.execute(r)))
+            for r in reqs
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -31,19 +31,26 @@ def _reasons(report) -> dict[str, str]:
 
 def test_accepts_the_five_types_and_counts_rows(out: Path, tmp_path: Path) -> None:
     (out / "t.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
-    duckdb.sql("COPY (SELECT range AS x, 'v' AS y FROM range(42)) TO "
-               f"'{out / 't.parquet'}' (FORMAT parquet)")
+    duckdb.sql(
+        "COPY (SELECT range AS x, 'v' AS y FROM range(42)) TO "
+        f"'{out / 't.parquet'}' (FORMAT parquet)"
+    )
     (out / "m.json").write_text(json.dumps({"k": [1, 2]}))
     (out / "n.txt").write_text("héllo\n")
     (out / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
     dest = tmp_path / "dest"
-    report = collect_outputs(out, ["t.csv", "t.parquet", "m.json", "n.txt", "c.png"], 10,
-                             10 * 1024**2, dest)
+    report = collect_outputs(
+        out, ["t.csv", "t.parquet", "m.json", "n.txt", "c.png"], 10, 10 * 1024**2, dest
+    )
     assert report.ok and not report.undeclared
     got = {f.path: (f.kind, f.rows, f.columns) for f in report.accepted}
-    assert got == {"t.csv": ("csv", 2, 3), "t.parquet": ("parquet", 42, 2),
-                   "m.json": ("json", None, None), "n.txt": ("txt", None, None),
-                   "c.png": ("png", None, None)}
+    assert got == {
+        "t.csv": ("csv", 2, 3),
+        "t.parquet": ("parquet", 42, 2),
+        "m.json": ("json", None, None),
+        "n.txt": ("txt", None, None),
+        "c.png": ("png", None, None),
+    }
     for f in report.accepted:
         data = (dest / f.path).read_bytes()
         assert data == (out / f.path).read_bytes()
@@ -102,8 +109,9 @@ def test_content_must_match_the_extension(out: Path, tmp_path: Path) -> None:
 def test_limits_and_missing(out: Path, tmp_path: Path) -> None:
     for i in range(3):
         (out / f"f{i}.txt").write_text("x" * 100)
-    report = collect_outputs(out, ["f0.txt", "f1.txt", "f2.txt", "absent.csv"], 2, 1024**2,
-                             tmp_path / "d1")
+    report = collect_outputs(
+        out, ["f0.txt", "f1.txt", "f2.txt", "absent.csv"], 2, 1024**2, tmp_path / "d1"
+    )
     assert [f.path for f in report.accepted] == ["f0.txt", "f1.txt"]
     assert "more than 2 files" in _reasons(report)["f2.txt"]
     assert report.missing == ("absent.csv",)
