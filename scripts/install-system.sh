@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # System packages shuyu needs on Debian: bubblewrap (local sandbox), docker.io (Docker backend),
-# debootstrap (builds the job runtime without a registry), postgresql (store tests), chromium
-# (reviewer-page tests), python3-venv. Idempotent: installs only what is missing.
+# debootstrap (builds the job runtime without a registry), postgresql (store tests),
+# python3-venv. Idempotent: installs only what is missing.
 set -euo pipefail
-PACKAGES=(bubblewrap docker.io debootstrap postgresql chromium python3-venv ca-certificates util-linux iproute2)
+PACKAGES=(bubblewrap docker.io debootstrap postgresql python3-venv ca-certificates util-linux iproute2 procps)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
