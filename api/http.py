@@ -8,15 +8,13 @@ authenticating proxy; it is recorded in the ledger as the actor, and its registe
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from shuyu.errors import PermissionDenied, ShuyuError, ValidationError
+from shuyu.errors import PermissionDenied, ShuyuError
 from shuyu.permissions import (
     User,
     check_can_read_catalog,
@@ -94,23 +92,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/api/jobs", status_code=201)
     def submit(body: JobSubmission, p: Platform = Depends(platform)) -> dict[str, Any]:
-        from jobs.service import JobView
-        from jobs.service import submit as submit_job
+        from jobs.service import JobView, submit_files
 
         check_can_submit_jobs(caller(p))
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            for rel, text in body.files.items():
-                pure = PurePosixPath(rel)
-                if pure.is_absolute() or ".." in pure.parts:
-                    raise ValidationError(
-                        f"file name {rel!r} escapes the job folder", field=f"files.{rel}"
-                    )
-                (folder / pure).parent.mkdir(parents=True, exist_ok=True)
-                (folder / pure).write_text(text, encoding="utf-8")
-            spec = folder / "job.yaml"
-            spec.write_text(body.spec_yaml, encoding="utf-8")
-            return JobView(submit_job(p, spec), [], []).to_dict()
+        return JobView(submit_files(p, body.spec_yaml, body.files), [], []).to_dict()
 
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str, p: Platform = Depends(platform)) -> dict[str, Any]:

@@ -7,10 +7,11 @@ jobs, never their outputs or logs (those are held for the egress checks and revi
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -140,6 +141,34 @@ def create_job(platform: Platform, spec_path: Path, dev: bool) -> Job:
 
 def submit(platform: Platform, spec_path: Path) -> Job:
     return create_job(platform, spec_path, dev=False)
+
+
+def submit_files(platform: Platform, spec_yaml: str, files: dict[str, str]) -> Job:
+    """Submit a spec and its code sent as text (the HTTP API's form): written to a private folder
+    first, then validated exactly like a spec on disk."""
+    with tempfile.TemporaryDirectory(dir=platform.tmp_dir) as tmp:
+        folder = Path(tmp)
+        for rel, text in files.items():
+            pure = PurePosixPath(rel)
+            if (
+                not rel
+                or "\0" in rel
+                or "\\" in rel
+                or pure.is_absolute()
+                or ".." in pure.parts
+                or pure.name in ("", ".")
+                or str(pure) == "job.yaml"
+            ):
+                raise ValidationError(
+                    f"file name {rel!r} is not a plain relative path inside the job folder",
+                    field=f"files.{rel}",
+                    fix="use names like analysis.py or lib/helpers.py",
+                )
+            (folder / pure).parent.mkdir(parents=True, exist_ok=True)
+            (folder / pure).write_text(text, encoding="utf-8")
+        spec = folder / "job.yaml"
+        spec.write_text(spec_yaml, encoding="utf-8")
+        return submit(platform, spec)
 
 
 def view(platform: Platform, job_id: str) -> JobView:

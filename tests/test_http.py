@@ -126,4 +126,4 @@ def test_submit_refuses_paths_that_escape(api: TestClient) -> None:
         "files": {"../evil.py": "x"},
     }
     response = api.post("/api/jobs", json=body, headers=as_user("li"))
-    assert response.status_code == 400 and "escapes" in response.json()["message"]
+    assert response.status_code == 400 and "not a plain relative path" in response.json()["message"]
