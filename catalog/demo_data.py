@@ -127,6 +127,9 @@ DATASETS: dict[str, dict] = {
     },
 }
 
+# Date columns that hold months (stored as the first day), declared so twins match.
+GRANULARITY = {("contributions", "month"): "month"}
+
 Progress = Callable[[str, int, int], None]
 
 
@@ -336,6 +339,8 @@ def manifest_yaml(name: str, meta: dict, files: list[str], note: str) -> str:
             parts.append(f"identifier_kind: {extra}")
         elif isinstance(extra, tuple):
             parts.append(f"bounds: [{', '.join(repr(b) for b in extra)}]")  # dates quoted
+            if (name, column) in GRANULARITY:
+                parts.append(f"granularity: {GRANULARITY[(name, column)]}")
         elif isinstance(extra, list):
             parts.append(f"categories: [{', '.join(_scalar(c) for c in extra)}]")
         parts.append(f"description: {_scalar(desc)}")

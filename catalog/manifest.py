@@ -52,6 +52,9 @@ class ColumnSpec(BaseModel):
     description: str = ""
     bounds: tuple[Any, Any] | None = None
     categories: tuple[str, ...] | None = None
+    # Dates that are really months or years (a contribution month is stored as its first day):
+    # synthetic twins generate the same granularity, so development queries behave alike.
+    granularity: Literal["day", "month", "year"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ColumnSpec:
@@ -64,6 +67,10 @@ class ColumnSpec(BaseModel):
             if lo > hi:
                 raise ValueError("bounds are [low, high] with low <= high | fix: swap them")
             object.__setattr__(self, "bounds", (lo, hi))
+        if self.granularity is not None and self.type not in TEMPORAL:
+            raise ValueError(
+                f"granularity only applies to date columns, not {self.type} | fix: remove it"
+            )
         if self.categories is not None and len(set(self.categories)) != len(self.categories):
             raise ValueError("categories repeat a value | fix: list each category once")
         return self

@@ -65,6 +65,15 @@ def run_dev(platform: Platform, spec_path: Path, backend: SandboxBackend) -> Dev
                     "status": "collected",
                 }
             )
+        elif row["status"] == "helper":
+            shown.append(
+                {
+                    "action": row["action"],
+                    "path": row["path"],
+                    "rows": row["rows"],
+                    "status": "helper (contributor data, held for the checks)",
+                }
+            )
         elif row["status"] != "log":
             shown.append(
                 {

@@ -58,7 +58,13 @@ def _column_expr(name: str, spec: ColumnSpec, rows: int, seed: int) -> str:
     if spec.type in ("date", "timestamp"):
         lo, hi = spec.bounds or (date(2000, 1, 1), date(2025, 12, 31))
         days = (hi - lo).days
-        return f"CAST(DATE '{lo}' + CAST(floor({u} * {days + 1}) AS INTEGER) AS {duck})"
+        day = f"DATE '{lo}' + CAST(floor({u} * {days + 1}) AS INTEGER)"
+        if spec.granularity == "month":  # every month in the bounds equally likely
+            months = (hi.year - lo.year) * 12 + hi.month - lo.month + 1
+            day = f"date_trunc('month', DATE '{lo}') + to_months(CAST(floor({u} * {months}) AS INTEGER))"
+        elif spec.granularity == "year":
+            day = f"date_trunc('year', DATE '{lo}') + to_years(CAST(floor({u} * {hi.year - lo.year + 1}) AS INTEGER))"
+        return f"CAST({day} AS {duck})"
     if spec.type == "boolean":
         return f"{u} < 0.5"
     return f"'synthetic-{name}-' || CAST(CAST(floor({u} * 1000) AS BIGINT) AS VARCHAR)"
