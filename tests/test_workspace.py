@@ -146,10 +146,14 @@ def test_synthetic_twin_has_the_schema_but_no_real_values(
         districts = {
             r[0] for r in fake.execute("SELECT DISTINCT district FROM residents").fetchall()
         }
+        months = fake.execute(
+            "SELECT count(DISTINCT month), max(day(month)) FROM contributions"
+        ).fetchone()
     assert len(real_wages & fake_wages) < 0.01 * len(fake_wages)
     assert not real_keys & fake_keys
     assert joined > 0, "synthetic identifiers share a pool so joins work in development"
     assert districts <= {"海勃湾区", "海南区", "乌达区"}
+    assert months == (24, 1), "a month column (granularity: month) gets every month, as first days"
     blob = twin.path.read_bytes()
     for value in raw(demo_dir, "SELECT name FROM '{d}/residents.parquet' LIMIT 50"):
         assert value.encode() not in blob
