@@ -18,21 +18,10 @@ from typing import Any
 
 import pytest
 
-from sandbox import Failure, Limits, collect_outputs
+from sandbox import Failure, collect_outputs
 from sandbox.base import SandboxRefused, SandboxRequest
+from tests.sandbox.conftest import SMALL  # the `job` fixture's default limits
 
-# The same small limits as the `job` fixture's default (tests/sandbox/conftest.py).
-SMALL = Limits(
-    wall_seconds=30,
-    memory_bytes=512 * 1024**2,
-    pids=64,
-    open_files=128,
-    file_size_bytes=16 * 1024**2,
-    output_bytes=32 * 1024**2,
-    tmp_bytes=32 * 1024**2,
-    log_bytes=256 * 1024,
-    cpus=1.0,
-)
 Job = Any  # the `job` fixture: .run(code, limits=, argv=, env=) -> SandboxResult; .layout; .req
 
 
