@@ -20,7 +20,7 @@ from sqlalchemy import Connection, func, insert, select
 from catalog.loader import stage_snapshot
 from catalog.manifest import CLASSIFICATION_LABELS, Manifest, load_manifest, manifest_from_record
 from lineage import ledger
-from shuyu.canonical import sha256_file, utcnow
+from shuyu.canonical import sha256_file, sha256_json, utcnow
 from shuyu.errors import NotFound, PolicyRefused
 from shuyu.platform import Platform
 from shuyu.schema import dataset_versions, datasets
@@ -81,14 +81,21 @@ def register(platform: Platform, manifest_path: Path) -> Registration:
         sha = sha256_file(staged.parquet)
         _write_fingerprints(platform, manifest, staged.parquet, staging / "fingerprints.parquet")
         final = platform.snapshots_dir / sha
+        manifest_hash = sha256_json(manifest.as_record())
         with platform.store.transaction() as conn:
-            existing = _version_by_sha(conn, manifest.name, sha)
+            existing = _version_by_content(conn, manifest.name, sha, manifest_hash)
             if existing is not None:
                 return Registration(existing, created=False)
             if not final.exists():
                 os.replace(staging, final)
                 placed = final
                 os.chmod(final / "data.parquet", 0o444)
+            elif (staging / "fingerprints.parquet").exists():
+                # same data, new manifest (roles may differ): keep its fingerprints beside the others
+                extra = final / f"fingerprints-{manifest_hash[:16]}.parquet"
+                if not extra.exists():
+                    os.replace(staging / "fingerprints.parquet", extra)
+                    placed = extra
             version = _record(
                 conn, platform, manifest, sha, staged.row_count, final, staged.profile
             )
@@ -96,8 +103,10 @@ def register(platform: Platform, manifest_path: Path) -> Registration:
         return Registration(version, created=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        if placed is not None:  # the transaction failed after the move: leave nothing behind
+        if placed is not None and placed.is_dir():  # the transaction failed: leave nothing behind
             shutil.rmtree(placed, ignore_errors=True)
+        elif placed is not None:
+            placed.unlink(missing_ok=True)
 
 
 def _write_fingerprints(
@@ -140,6 +149,7 @@ def _record(
             dataset=manifest.name,
             version=number,
             sha256=sha,
+            manifest_hash=sha256_json(record),
             classification=manifest.classification,
             row_count=rows,
             manifest=record,
@@ -188,10 +198,14 @@ def _row_to_version(row: Any) -> DatasetVersion:
     )
 
 
-def _version_by_sha(conn: Connection, name: str, sha: str) -> DatasetVersion | None:
+def _version_by_content(
+    conn: Connection, name: str, sha: str, manifest_hash: str
+) -> DatasetVersion | None:
     row = conn.execute(
         select(dataset_versions).where(
-            dataset_versions.c.dataset == name, dataset_versions.c.sha256 == sha
+            dataset_versions.c.dataset == name,
+            dataset_versions.c.sha256 == sha,
+            dataset_versions.c.manifest_hash == manifest_hash,
         )
     ).first()
     return _row_to_version(row) if row else None

@@ -415,8 +415,12 @@ def fail_checks(platform: Platform, job_id: str, why: str) -> None:
 
 
 def job_fingerprints(platform: Platform, snapshots: dict[str, str]) -> FingerprintSet | None:
-    paths = [platform.snapshots_dir / sha / "fingerprints.parquet" for sha in snapshots.values()]
-    present = [p for p in paths if p.is_file()]
+    # one file per manifest version of the same data (their direct identifiers may differ)
+    present = sorted(
+        p
+        for sha in snapshots.values()
+        for p in (platform.snapshots_dir / sha).glob("fingerprints*.parquet")
+    )
     return FingerprintSet(present, fingerprint_key(platform)) if present else None
 
 

@@ -80,6 +80,7 @@ def build_workspace(
                 "kind": kind,
                 "policy": policy.hash,
                 "snapshots": snapshots,
+                "versions": {name: v.version for name, v in sorted(versions.items())},
                 "builder": BUILDER_VERSION,
                 "synthetic_rows": platform.settings.synthetic_rows if kind == "synthetic" else 0,
             }

@@ -34,6 +34,7 @@ dataset_versions = Table(
     Column("dataset", String(64), ForeignKey("datasets.name"), nullable=False),
     Column("version", Integer, nullable=False),
     Column("sha256", String(64), nullable=False),
+    Column("manifest_hash", String(64), nullable=False),
     Column("classification", String(16), nullable=False),
     Column("row_count", BigInteger, nullable=False),
     Column("manifest", JSON, nullable=False),
@@ -41,7 +42,8 @@ dataset_versions = Table(
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("registered_by", String(128), nullable=False),
     UniqueConstraint("dataset", "version", name="uq_dataset_version"),
-    UniqueConstraint("dataset", "sha256", name="uq_dataset_sha"),
+    # A version is the data (snapshot) together with what the manifest says about it.
+    UniqueConstraint("dataset", "sha256", "manifest_hash", name="uq_dataset_content"),
 )
 
 grants = Table(

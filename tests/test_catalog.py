@@ -27,7 +27,7 @@ def copy_dataset(demo_dir: Path, target: Path, name: str = "enterprises") -> Pat
 def edit_manifest(path: Path, change) -> Path:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     change(doc)
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -229,3 +229,19 @@ def test_cli_prints_one_error_line_and_exits_non_zero(tmp_path) -> None:
     import json
 
     assert json.loads(as_json.stderr)["error"] == "invalid"
+
+
+def test_a_changed_manifest_over_the_same_data_is_a_new_version(
+    platform: Platform, demo_dir: Path, tmp_path
+) -> None:
+    manifest = copy_dataset(demo_dir, tmp_path / "d")
+    first = register(platform, manifest).version
+    edit_manifest(manifest, lambda d: d["columns"]["name"].update(role="direct_identifier"))
+    second = register(platform, manifest)
+    assert second.created and second.version.version == 2
+    assert second.version.sha256 == first.sha256, "the snapshot is shared"
+    assert second.version.manifest.columns["name"].role == "direct_identifier"
+    assert list((platform.snapshots_dir / first.sha256).glob("fingerprints-*.parquet")), (
+        "the new direct identifier is fingerprinted too"
+    )
+    assert not register(platform, manifest).created
