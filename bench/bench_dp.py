@@ -12,7 +12,7 @@ releases; extra releases of both engines re-noise one set of exact aggregates.
 
 Target: ours ≥ 10x faster with median relative error no worse.
 Usage: python bench/bench_dp.py [--scale 100] [--repeat 3] [--draws 300] [--epsilon 1.0] [--k 24]
-SmartNoise lives in its own venv: bench/envs/smartnoise/setup.sh (run automatically if missing).
+SmartNoise lives in its own venv: bench/envs/setup.sh smartnoise (run automatically if missing).
 """
 
 from __future__ import annotations
@@ -150,8 +150,10 @@ def main() -> None:
 
 def _smartnoise(tmpdir: Path, parquet: Path, args: argparse.Namespace) -> dict | None:
     if not SN_PYTHON.exists():
-        print("SmartNoise venv missing: running bench/envs/smartnoise/setup.sh")
-        done = subprocess.run(["bash", str(SN_DIR / "setup.sh")], capture_output=True, text=True)
+        print("SmartNoise venv missing: running bench/envs/setup.sh smartnoise")
+        done = subprocess.run(
+            ["bash", str(SN_DIR.parent / "setup.sh"), "smartnoise"], capture_output=True, text=True
+        )
         if done.returncode != 0:
             print("SmartNoise SQL could not be installed:\n" + (done.stderr or done.stdout)[-3000:])
             return None

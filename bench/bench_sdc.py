@@ -200,9 +200,9 @@ def ours(path: Path, repeat: int) -> dict:
 
 def run_acro(paths: dict[str, Path], repeat: int) -> dict | None:
     if not ACRO_PYTHON.exists():
-        print("ACRO venv missing: running bench/envs/acro/setup.sh")
-        setup = ACRO_PYTHON.parent.parent / "setup.sh"
-        done = subprocess.run(["bash", str(setup)], capture_output=True, text=True)
+        print("ACRO venv missing: running bench/envs/setup.sh acro")
+        setup = ACRO_PYTHON.parent.parent.parent / "setup.sh"
+        done = subprocess.run(["bash", str(setup), "acro"], capture_output=True, text=True)
         if done.returncode != 0:
             print(f"ACRO could not be installed: {done.stderr.strip()[-400:]}")
             return None

@@ -39,32 +39,28 @@ from .hostfs import (
 # Inputs
 
 
+def _existing(path: Path, what: str, want_dir: bool) -> os.stat_result:
+    """lstat `path` and insist on a real file or folder: links are refused, never followed."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise SandboxRefused(f"{what} not found: {exc.strerror}", file=str(path)) from exc
+    if not (stat.S_ISDIR(st.st_mode) if want_dir else stat.S_ISREG(st.st_mode)):
+        kind = "a directory" if want_dir else "a regular file"
+        raise SandboxRefused(f"{what} must be {kind} (not a link)", file=str(path))
+    return st
+
+
 def check_request(req: SandboxRequest) -> None:
     """Refuse a request whose inputs the sandbox user could not read or whose /output is unsafe."""
-    try:
-        st = os.lstat(req.workspace)
-    except OSError as exc:
-        raise SandboxRefused(
-            f"workspace not found: {exc.strerror}", file=str(req.workspace)
-        ) from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise SandboxRefused(
-            "workspace must be a regular file (not a link)", file=str(req.workspace)
-        )
+    st = _existing(req.workspace, "workspace", want_dir=False)
     if not is_readable_by(st, ANALYST_UID, ANALYST_GID):
         raise SandboxRefused(
             f"workspace is not readable by the sandbox user (uid {ANALYST_UID})",
             file=str(req.workspace),
             fix="make it mode 0644 (or group 10001)",
         )
-    try:
-        cst = os.lstat(req.code_dir)
-    except OSError as exc:
-        raise SandboxRefused(
-            f"code folder not found: {exc.strerror}", file=str(req.code_dir)
-        ) from exc
-    if not stat.S_ISDIR(cst.st_mode):
-        raise SandboxRefused("code folder must be a directory (not a link)", file=str(req.code_dir))
+    _existing(req.code_dir, "code folder", want_dir=True)
     unreadable = check_tree_readable(req.code_dir, ANALYST_UID, ANALYST_GID)
     if unreadable:
         raise SandboxRefused(
@@ -72,16 +68,7 @@ def check_request(req: SandboxRequest) -> None:
             file=unreadable,
             fix="make code files 0644 and folders 0755",
         )
-    try:
-        ost = os.lstat(req.output_dir)
-    except OSError as exc:
-        raise SandboxRefused(
-            f"output folder not found: {exc.strerror}", file=str(req.output_dir)
-        ) from exc
-    if not stat.S_ISDIR(ost.st_mode):
-        raise SandboxRefused(
-            "output folder must be a directory (not a link)", file=str(req.output_dir)
-        )
+    _existing(req.output_dir, "output folder", want_dir=True)
 
 
 # ---------------------------------------------------------------------------------------------

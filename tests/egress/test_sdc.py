@@ -278,7 +278,8 @@ def hand_table() -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, contrib
 
 
-def test_known_answer_table() -> None:
+def hand_report():
+    """The hand-computed table and its report (contributor data given)."""
     table, contrib = hand_table()
     report = check_table(
         table,
@@ -288,6 +289,11 @@ def test_known_answer_table() -> None:
         rules=RULES,
         contributors=contrib,
     )
+    return table, contrib, report
+
+
+def test_known_answer_table() -> None:
+    table, contrib, report = hand_report()
     got = {(c.key["district"], c.key["sex"], c.column): (c.status, c.rules) for c in report.cells}
     assert got == {
         ("A", "F", "people"): ("pass", ()),
@@ -403,15 +409,7 @@ def test_dominance_matches_a_direct_computation(values: list[float]) -> None:
 
 
 def test_primary_suppression_blanks_failing_cells() -> None:
-    table, contrib = hand_table()
-    report = check_table(
-        table,
-        group_by=["district", "sex"],
-        counts=["people"],
-        values={"mean_wage": "wage"},
-        rules=RULES,
-        contributors=contrib,
-    )
+    table, contrib, report = hand_report()
     out, mask = primary_suppress(table, report)
     assert out["people"].isna().tolist() == [False, False, True, False]
     assert out["mean_wage"].isna().tolist() == [False, True, True, False]
@@ -539,15 +537,7 @@ def test_recoverable_cells_agrees_with_rank_on_any_mask(tm, seed: int) -> None:
 
 
 def test_acro_results_layout(tmp_path: Path) -> None:
-    table, contrib = hand_table()
-    report = check_table(
-        table,
-        group_by=["district", "sex"],
-        counts=["people"],
-        values={"mean_wage": "wage"},
-        rules=RULES,
-        contributors=contrib,
-    )
+    table, contrib, report = hand_report()
     doc = to_acro_results({"wages.csv": report}, timestamp="2026-01-01T00:00:00")
     assert doc["version"].startswith("0.4")
     rec = doc["results"]["wages.csv"]
