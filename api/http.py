@@ -7,7 +7,6 @@ authenticating proxy; it is recorded in the ledger as the actor, and its registe
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -46,12 +45,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def _shuyu_error(_: Request, exc: ShuyuError) -> JSONResponse:
         return JSONResponse(status_code=exc.http_status, content=exc.to_dict())
 
+    base = open_platform(settings)  # one platform and store engine for the process
+    app.router.on_shutdown.append(base.store.dispose)
+
     def platform(x_shuyu_user: str | None = Header(default=None)) -> Platform:
+        """The request carries only its user; the store is the process's."""
         if not x_shuyu_user:
             raise PermissionDenied(
                 "no identity on the request", fix="send X-Shuyu-User (set by the proxy)"
             )
-        return open_platform(dataclasses.replace(settings, actor=x_shuyu_user))
+        return base.acting_as(x_shuyu_user)
 
     def caller(p: Platform) -> User:
         return lookup(p, p.actor)

@@ -331,14 +331,16 @@ def check_job(platform: Platform, job_id: str) -> dict[str, Any]:
             )
         ]
     rules = policy_from_record(grant).disclosure
-    pseudonyms = Path(workspace.path)
+    pseudonyms = platform.resolve(workspace.path)
     fingerprints = job_fingerprints(platform, workspace.snapshots)
     helpers = {
-        (r["action"], r["path"]): Path(r["stored_path"]) for r in rows if r["status"] == "helper"
+        (r["action"], r["path"]): platform.resolve(r["stored_path"])
+        for r in rows
+        if r["status"] == "helper"
     }
     checks: list[tuple[int, OutputCheck]] = []
     for row in rows:
-        stored = Path(row["stored_path"]) if row["stored_path"] else None
+        stored = platform.resolve(row["stored_path"]) if row["stored_path"] else None
         if row["status"] == "collected" and stored is not None:
             declared = row["declared"] or {}
             helper = helpers.get((row["action"], declared.get("contributors")))

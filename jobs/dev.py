@@ -56,7 +56,7 @@ def run_dev(platform: Platform, spec_path: Path, backend: SandboxBackend) -> Dev
         if row["status"] == "collected":
             dest = target / row["action"] / row["path"]
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(row["stored_path"], dest)
+            shutil.copyfile(platform.resolve(row["stored_path"]), dest)
             shown.append(
                 {
                     "action": row["action"],

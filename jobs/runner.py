@@ -219,7 +219,7 @@ class JobRun:
                     size_bytes=target.stat().st_size,
                     rows=len(result.table),
                     columns=len(result.table.columns),
-                    stored_path=str(target),
+                    stored_path=self.platform.relative(target),
                     declared={**declared, "dp": meta},
                 )
             )
@@ -254,7 +254,7 @@ class JobRun:
                     status="log",
                     kind="text",
                     size_bytes=path.stat().st_size,
-                    stored_path=str(path),
+                    stored_path=self.platform.relative(path),
                     reason="truncated" if result.log_truncated else None,
                 )
             )
@@ -277,7 +277,9 @@ class JobRun:
                     rows=out.rows,
                     columns=out.columns,
                     declared={"contributors_for": helper_for} if helper_for else declared[out.path],
-                    stored_path=str(self.job_dir / "collected" / name / out.path),
+                    stored_path=self.platform.relative(
+                        self.job_dir / "collected" / name / out.path
+                    ),
                 )
             )
         for status, items in (("refused", report.refused), ("undeclared", report.undeclared)):

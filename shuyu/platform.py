@@ -6,6 +6,7 @@ trusted platform code: never printed, logged, or copied into a sandbox or worksp
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -31,6 +32,11 @@ SUBDIRS = ("data/snapshots", "data/workspaces", "data/jobs", "keys", "tmp")
 class Platform:
     settings: Settings
     store: Store = field(repr=False)
+
+    def acting_as(self, name: str) -> Platform:
+        """The same platform (and store engine) with another actor: what a server carries per
+        request, so a request never opens a store of its own."""
+        return Platform(dataclasses.replace(self.settings, actor=name), self.store)
 
     @property
     def home(self) -> Path:
@@ -59,6 +65,30 @@ class Platform:
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    def relative(self, path: Path) -> str:
+        """The form the store keeps: relative to the home, so a worker on another host (with
+        the home mounted elsewhere) resolves the same row, and no host path sits in a row."""
+        try:
+            return Path(path).absolute().relative_to(self.home).as_posix()
+        except ValueError as exc:
+            raise PlatformError(
+                "a platform file lies outside the platform home",
+                fix="keep data, workspaces and jobs under SHUYU_HOME",
+            ) from exc
+
+    def resolve(self, rel: str | Path) -> Path:
+        """A stored path back to a file on this host. Rows written before paths were stored
+        relative hold absolute paths: those are taken as they are."""
+        path = Path(rel)
+        if path.is_absolute():
+            return path
+        if ".." in path.parts:
+            raise PlatformError(
+                "a stored path climbs out of the platform home",
+                fix="the metadata store was edited: run `shuyu ledger verify`",
+            )
+        return self.home / path
 
     @cached_property
     def _pseudonym_master(self) -> bytes:

@@ -94,7 +94,8 @@ def test_production_run_holds_outputs_for_checks(
         "dp_wages_by_district.csv",
     }
     for o in collected:
-        assert Path(o["stored_path"]).is_relative_to(granted.jobs_dir)
+        assert not Path(o["stored_path"]).is_absolute(), "the store holds no host path"
+        assert granted.resolve(o["stored_path"]).is_relative_to(granted.jobs_dir)
         assert o["rows"] > 0 and len(o["sha256"]) == 64
     shown = view.to_dict(detail=True)["outputs"]
     assert all("rows" not in o and "sha256" not in o for o in shown), (
@@ -140,7 +141,7 @@ def test_failure_reason_is_coarse_and_the_log_is_withheld(
         log = conn.execute(
             select(job_outputs.c.stored_path).where(job_outputs.c.status == "log")
         ).scalar_one()
-    assert "PEEKED-VALUE" in Path(log).read_text(), "the platform keeps the log for reviewers"
+    assert "PEEKED-VALUE" in granted.resolve(log).read_text(), "the platform keeps the log"
 
 
 def test_missing_declared_output_fails_the_job(granted: Platform, local_backend, tmp_path) -> None:
