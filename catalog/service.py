@@ -89,7 +89,7 @@ def register(platform: Platform, manifest_path: Path) -> Registration:
             if not final.exists():
                 os.replace(staging, final)
                 placed = final
-                os.chmod(final / "data.parquet", 0o444)
+                os.chmod(final / "data.parquet", 0o400)  # immutable, and the platform's alone
             elif (staging / "fingerprints.parquet").exists():
                 # same data, new manifest (roles may differ): keep its fingerprints beside the others
                 extra = final / f"fingerprints-{manifest_hash[:16]}.parquet"

@@ -52,7 +52,7 @@ def test_register_makes_an_immutable_content_addressed_snapshot(
     import hashlib
 
     assert hashlib.sha256(snapshot.read_bytes()).hexdigest() == v.sha256
-    assert snapshot.stat().st_mode & 0o222 == 0
+    assert snapshot.stat().st_mode & 0o777 == 0o400, "read-only, and only for the platform"
     with any_platform.store.read() as conn:
         (entry,) = ledger.entries(conn, action="dataset.registered")
     assert entry.details["sha256"] == v.sha256
