@@ -34,7 +34,7 @@ from .hostfs import (
     mount_tmpfs,
     unmount,
 )
-from .stage import neutral_name
+from .stage import neutral_name, owned_run_ids
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
@@ -126,7 +126,7 @@ def output_mount_run_ids() -> set[str]:
         for m in mount_table()
         if m.fstype == "tmpfs" and m.source.startswith(OUTPUT_MOUNT_SOURCE_PREFIX)
     }
-    return {run_id for run_id in _owned() if output_source(run_id) in mounted}
+    return {run_id for run_id in owned_run_ids() if output_source(run_id) in mounted}
 
 
 def output_full(req: SandboxRequest) -> bool:
@@ -190,17 +190,10 @@ def _owner(run_id: str) -> tuple[bool, str | None]:
     return _start_time(int(pid)) == start, backend
 
 
-def _owned() -> set[str]:
-    try:
-        return {p.name for p in OWNERS_DIR.iterdir() if not p.name.startswith(".")}
-    except FileNotFoundError:
-        return set()
-
-
 def leftovers(candidates: set[str], backend: str) -> list[str]:
     """Runs of `backend` still on the machine whose owning platform process is gone."""
     found = []
-    for run_id in candidates | _owned():
+    for run_id in candidates | owned_run_ids():
         alive, owner_backend = _owner(run_id)
         if run_id and not alive and owner_backend in (None, backend):
             found.append(run_id)

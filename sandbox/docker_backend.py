@@ -57,7 +57,7 @@ from .hardening import (
     WORKSPACE_PATH,
 )
 from .runtime import Runtime, build_image
-from .stage import stage_inputs, unstage
+from .stage import neutral_name, stage_inputs, unstage
 
 
 class DockerBackend:
@@ -230,7 +230,7 @@ class DockerBackend:
                 Mount(CODE_PATH, str(code), type="bind", read_only=True),
                 Mount(OUTPUT_PATH, str(req.output_dir), type="bind", read_only=False),
             ],
-            cgroup_parent=f"/{CGROUP_PARENT}/{req.run_id}",
+            cgroup_parent=f"/{CGROUP_PARENT}/{neutral_name(req.run_id)}",
             log_config=LogConfig(**DOCKER_LOG_CONFIG),
             stdin_open=False,
             tty=False,

@@ -44,8 +44,8 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Labels: how leftovers are found again after a crash of the platform.
 LABEL_RUN_ID = "shuyu.run_id"
 LABEL_MANAGED = "shuyu.managed"
-CGROUP_PARENT = "shuyu"  # /sys/fs/cgroup/<controller>/shuyu/<run_id>
-OUTPUT_MOUNT_SOURCE_PREFIX = "shuyu-out-"  # + the run's neutral name: its /output tmpfs
+CGROUP_PARENT = "shuyu-runs"  # /sys/fs/cgroup/<controller>/shuyu-runs/<neutral run name>
+OUTPUT_MOUNT_SOURCE_PREFIX = "shuyu-run-"  # + the run's neutral name: its /output tmpfs
 CONTAINER_NAME_PREFIX = "shuyu-"
 
 # Host-side /output: a size-capped tmpfs owned by the analyst, no devices, no setuid, no exec.

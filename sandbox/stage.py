@@ -6,7 +6,7 @@ home, that would tell the job the host's home folder, the workspace id and the j
 each run's inputs are staged under a per-run folder with a name nobody outside the platform
 can link to the run (`/run/shuyu/<keyed digest of the run id>/`): the workspace hardlinked
 (copied when it lies on another file system), the code copied (it is small), and the /output
-tmpfs named with the same digest. The key is created once per machine, readable by root only.
+tmpfs and the run's cgroups named with the same digest. The key is created once per machine, readable by root only.
 """
 
 from __future__ import annotations
@@ -39,6 +39,15 @@ def _key() -> bytes:
 def neutral_name(run_id: str) -> str:
     """A name for the run that reveals neither it nor its job (stable on this machine)."""
     return hmac.new(_key(), run_id.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def owned_run_ids() -> set[str]:
+    """Runs with an owner record (sandbox/common.py `claim_run`): the only way back from a
+    neutral name to its run."""
+    try:
+        return {p.name for p in OWNERS_DIR.iterdir() if not p.name.startswith(".")}
+    except FileNotFoundError:
+        return set()
 
 
 def stage_dir(run_id: str) -> Path:
@@ -90,6 +99,7 @@ def _copy_tree(source: Path, target: Path) -> None:
             _copy_tree(Path(entry.path), dest)
         elif entry.is_file(follow_symlinks=False):
             shutil.copyfile(entry.path, dest, follow_symlinks=False)
-            os.chmod(dest, 0o644)
+            # readable by the sandbox user, executable if it was; never setuid or setgid
+            os.chmod(dest, (os.lstat(entry.path).st_mode & 0o755) | 0o444)
         else:
             raise SandboxRefused("the code folder holds something other than files and folders")
