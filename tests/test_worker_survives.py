@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jobs import service
@@ -131,6 +131,7 @@ DP_QUERIES = st.one_of(
     ),
     st.builds(lambda t: f"SELECT {t}", TEXT),
 )
+DP_QUERIES_FIRST = "SELECT district, COUNT(*) AS n FROM contributions GROUP BY district"
 EPSILON = st.one_of(
     st.sampled_from([1e-300, 5e-324, 1e-12, 0.5, 10.0]),
     st.floats(min_value=1e-300, max_value=10, allow_nan=False),
@@ -196,6 +197,18 @@ def test_fuzzed_specs_never_kill_the_worker(
     ran: list[str] = []
 
     @given(spec=specs())
+    # the DP engine divided by zero on this one and took the worker down with it
+    @example(
+        spec=(
+            {
+                "a0": {
+                    "dp": {"query": DP_QUERIES_FIRST, "epsilon": 1e-300, "max_contributions": 1},
+                    "outputs": {"out.csv": {"kind": "table", "context": "c"}},
+                }
+            },
+            {},
+        )
+    )
     @settings(
         max_examples=int(os.environ.get("SHUYU_FUZZ_EXAMPLES", "15")),
         deadline=None,
