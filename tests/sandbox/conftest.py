@@ -75,6 +75,16 @@ def backend(
     return backends[name]
 
 
+@pytest.fixture(autouse=True)
+def open_umask() -> Iterator[None]:
+    """These tests stand in for the platform, which opens a job's code to the sandbox user
+    itself (jobs/runner.make_readable): the platform's private umask, set by any platform an
+    earlier test opened in this process, must not make their hand-written code unreadable."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
 @dataclass
 class Layout:
     """A fake platform home: our workspace, another project's, a secret key, a job folder."""
