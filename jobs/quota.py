@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 
 from jobs.states import JobState
 from shuyu.canonical import as_utc, utcnow
-from shuyu.schema import jobs
+from shuyu.schema import jobs, users
 
 WINDOW = timedelta(days=1)
 
@@ -34,9 +34,10 @@ class OverQuota(Exception):
 def check_runs_left(conn: Connection, submitter: str, limit: int) -> None:
     """Raise OverQuota when `submitter` already queued `limit` production runs in the last day.
 
-    Called in the transaction that inserts the job (SQLite's write lock and PostgreSQL's
-    row lock on the submitter's earlier jobs serialise two submissions of one analyst).
+    Called in the transaction that inserts the job: SQLite's write lock, and on PostgreSQL the
+    lock on the submitter's user row, serialise two submissions of one analyst.
     """
+    conn.execute(select(users.c.name).where(users.c.name == submitter).with_for_update())
     since = utcnow() - WINDOW
     recent = [
         as_utc(at)
@@ -44,7 +45,6 @@ def check_runs_left(conn: Connection, submitter: str, limit: int) -> None:
             select(jobs.c.submitted_at)
             .where(jobs.c.submitted_by == submitter, jobs.c.dev == 0, jobs.c.submitted_at > since)
             .order_by(jobs.c.submitted_at)
-            .with_for_update()
         ).scalars()
     ]
     if len(recent) >= limit:

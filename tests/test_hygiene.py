@@ -165,11 +165,15 @@ def test_oversized_and_doubled_identity_requests_are_refused(api: TestClient) ->
 
 
 def test_production_runs_per_analyst_are_capped_and_the_refusal_recorded(
-    granted: Platform,
+    any_platform: Platform, demo_dir: Path
 ) -> None:
+    """On both stores (the count and the insert share one transaction and one lock)."""
     from dataclasses import replace
 
     from lineage import ledger
+    from tests.conftest import register_and_grant
+
+    granted = register_and_grant(any_platform, demo_dir)
 
     set_role(granted, "li", "analyst")
     api = TestClient(create_app(replace(granted.settings, analyst_runs_per_day=2)))
