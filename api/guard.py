@@ -125,10 +125,13 @@ async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
 
 
 class PathScrubber:
-    """Replaces host folders in error texts by neutral names (longest folder first)."""
+    """Replaces host folders (and the store's address) in error texts by neutral names,
+    longest first."""
 
-    def __init__(self, home: Path, *others: Path) -> None:
+    def __init__(self, home: Path, *others: Path, store_url: str = "") -> None:
         pairs = {str(home): "$SHUYU_HOME", str(home.resolve()): "$SHUYU_HOME"}
+        if store_url:
+            pairs[store_url] = "the metadata store"
         for other in (*others, Path(tempfile.gettempdir())):
             pairs.setdefault(str(other), "<host folder>")
             pairs.setdefault(str(other.resolve()), "<host folder>")

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.guard import PathScrubber, RequestGuard, error_body
-from shuyu.errors import PermissionDenied, ShuyuError
+from shuyu.errors import PermissionDenied, PlatformError, ShuyuError
 from shuyu.permissions import (
     User,
     can_read_job_details,
@@ -30,6 +30,7 @@ from shuyu.permissions import (
 )
 from shuyu.platform import Platform, open_platform
 from shuyu.settings import Settings
+from shuyu.store import safe_url
 from shuyu.users import lookup
 
 LOG = logging.getLogger("shuyu.http")
@@ -56,7 +57,9 @@ class JobSubmission(BaseModel):
 
 def create_app(settings: Settings) -> FastAPI:
     base = open_platform(settings)
-    scrub = PathScrubber(settings.home, settings.runtime_cache)
+    scrub = PathScrubber(
+        settings.home, settings.runtime_cache, store_url=safe_url(settings.resolved_db_url)
+    )
     app = FastAPI(
         title="shuyu 数域",
         version="0.1.0",
@@ -67,6 +70,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(ShuyuError)
     async def _shuyu_error(_: Request, exc: ShuyuError) -> JSONResponse:
+        if isinstance(exc, PlatformError):  # the store or the home failed: internals, for the log
+            LOG.error("platform unavailable: %s", exc)
+            return JSONResponse(
+                status_code=exc.http_status,
+                content=error_body(
+                    exc.code, "the platform is not available right now; operators have the details"
+                ),
+            )
         return JSONResponse(status_code=exc.http_status, content=scrub.error(exc))
 
     @app.exception_handler(Exception)

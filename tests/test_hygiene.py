@@ -197,3 +197,27 @@ def test_production_runs_per_analyst_are_capped_and_the_refusal_recorded(
     next_at = entry.details["next_run_at"]
     assert next_at in refused.json()["message"] and next_at.endswith(":00+00:00")
     assert entry.details["why"] == "daily production run limit"
+
+
+@pytest.mark.postgres
+def test_a_store_failure_answers_without_the_store_address(
+    tmp_path: Path, pg_url: str, pg_admin_url: str
+) -> None:
+    import sqlalchemy
+
+    from tests.conftest import make_platform
+
+    platform = make_platform(tmp_path / "home", pg_url)
+    set_role(platform, "li", "analyst")
+    api = TestClient(create_app(platform.settings))
+    assert api.get("/api/jobs", headers={"X-Shuyu-User": "li"}).status_code == 200
+    name = pg_url.rsplit("/", 1)[1]
+    admin = sqlalchemy.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # the store goes away under the running server
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.dispose()
+    response = api.get("/api/jobs", headers={"X-Shuyu-User": "li"})
+    assert response.status_code == 503, response.text
+    host = pg_url.split("@", 1)[1].split("/", 1)[0]
+    assert host not in response.text and name not in response.text
+    assert str(platform.home) not in response.text
