@@ -22,7 +22,7 @@ from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
 from egress_review.sdc import TableReport, check_dof, check_table
 from jobs import records
-from jobs.states import FailureKind, JobState
+from jobs.states import FailureKind, JobState, OutputStatus
 from policies.grant import DisclosureRules, policy_from_record
 from shuyu.canonical import utcnow
 from shuyu.errors import ValidationError
@@ -331,15 +331,17 @@ def check_job(platform: Platform, job_id: str) -> dict[str, Any]:
             )
         ]
     rules = policy_from_record(grant).disclosure
-    pseudonyms = Path(workspace.path)
+    pseudonyms = platform.resolve(workspace.path)
     fingerprints = job_fingerprints(platform, workspace.snapshots)
     helpers = {
-        (r["action"], r["path"]): Path(r["stored_path"]) for r in rows if r["status"] == "helper"
+        (r["action"], r["path"]): platform.resolve(r["stored_path"])
+        for r in rows
+        if r["status"] == OutputStatus.HELPER
     }
     checks: list[tuple[int, OutputCheck]] = []
     for row in rows:
-        stored = Path(row["stored_path"]) if row["stored_path"] else None
-        if row["status"] == "collected" and stored is not None:
+        stored = platform.resolve(row["stored_path"]) if row["stored_path"] else None
+        if row["status"] == OutputStatus.COLLECTED and stored is not None:
             declared = row["declared"] or {}
             helper = helpers.get((row["action"], declared.get("contributors")))
             checks.append(
@@ -356,7 +358,7 @@ def check_job(platform: Platform, job_id: str) -> dict[str, Any]:
                     ),
                 )
             )
-        elif row["status"] == "log" and stored is not None:
+        elif row["status"] == OutputStatus.LOG and stored is not None:
             checks.append(
                 (
                     row["id"],
