@@ -77,7 +77,7 @@ def test_a_table_action_passes_end_to_end_verified_by_the_platform(
     helper = next(o for o in view.outputs if o["status"] == "helper")
     persons = duckdb.sql(
         f"SELECT count(DISTINCT contributor) FROM read_parquet('{helper['stored_path']}')"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     table = pd.read_csv(next(o for o in view.outputs if o["status"] == "collected")["stored_path"])
     assert persons == table["contributors"].sum()
 
