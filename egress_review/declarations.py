@@ -94,17 +94,11 @@ def check_declarations(
     if missing:
         check.problems.append(f"declared column(s) {', '.join(missing)} are not in the table")
         return check
-    duplicated = int(table.duplicated(group_by).sum()) if group_by else max(len(table) - 1, 0)
-    if duplicated:
-        check.problems.append(
-            f"the group-by keys ({', '.join(group_by) or 'none'}) repeat on {duplicated} row(s): "
-            "a table has one row per group, so this is row-level data"
-        )
     con = duckdb.connect()
     try:
-        con.register("_t", table.reset_index(drop=True))
-        con.execute("CREATE TEMP VIEW t AS SELECT *, row_number() OVER () - 1 AS __row FROM _t")
+        con.register("t", table.reset_index(drop=True).assign(__row=np.arange(len(table))))
         types = {r[0]: r[1] for r in con.execute("DESCRIBE t").fetchall()}
+        _check_unique(con, check, types, len(table))
         schema: Schema | None = None
         if workspace is not None:
             con.execute("ATTACH ? AS ws (READ_ONLY)", [str(workspace)])
@@ -126,6 +120,26 @@ def check_declarations(
     if workspace is None:  # a local pre-check: nothing to verify against
         check.verification = Verification.NOT_CHECKED
     return check
+
+
+def _check_unique(
+    con: duckdb.DuckDBPyConnection, check: DeclarationCheck, types: dict[str, str], n_rows: int
+) -> None:
+    """Keys compared as the platform reads them (trimmed, case-folded, 3.0 as 3), so that
+    `海南区` and `海南区 ` cannot pass as two groups."""
+    if check.group_by:
+        keys = ", ".join(_norm(_q(c), types[c]) for c in check.group_by)
+        (distinct,) = con.execute(
+            f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM t)"
+        ).fetchone()  # type: ignore[misc]
+        duplicated = n_rows - int(distinct)
+    else:
+        duplicated = max(n_rows - 1, 0)
+    if duplicated:
+        check.problems.append(
+            f"the group-by keys ({', '.join(check.group_by) or 'none'}) repeat on {duplicated} "
+            "row(s): a table has one row per group, so this is row-level data"
+        )
 
 
 def _check_keys(

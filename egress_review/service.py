@@ -19,6 +19,7 @@ from sqlalchemy import insert, select
 
 from egress_review.declarations import Verification, check_declarations, value_statistics
 from egress_review.detect import Finding, scan_output, scan_text
+from egress_review.differencing import flag_differences
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
 from egress_review.sdc import TableReport, check_dof, check_table
@@ -135,7 +136,12 @@ def _check_table(
         result.status = _worst(result.status, REVIEW)
         result.notes.append("no counts or values declared: the reviewer must judge every cell")
         return
-    if any(c not in table.columns for c in declarations.group_by):
+    declared_columns = [
+        *declarations.group_by,
+        *declared.get("counts", []),
+        *declared.get("values", []),
+    ]
+    if any(c not in table.columns for c in declared_columns):
         return  # blocked above: the declared columns are not there to check
     checked = dict(declared)
     if declarations.persons is not None:
@@ -396,6 +402,7 @@ def check_job(platform: Platform, job_id: str) -> dict[str, Any]:
                     ),
                 )
             )
+    flag_differences(platform, job_id, checks)
     report = {
         "job": job_id,
         "checked_at": utcnow().isoformat(),
