@@ -58,6 +58,7 @@ class DeclarationCheck:
     notes: list[str] = field(default_factory=list)
     domains: dict[str, int] = field(default_factory=dict)
     persons: np.ndarray | None = field(default=None, repr=False)  # per table row, from the helper
+    helper_usable: bool = True  # False: the contributor data cannot back the SDC rules either
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +114,7 @@ def check_declarations(
         else:
             _verify_helper(con, check, contributors, schema, types, counts, declared)
     except (duckdb.Error, ShuyuError) as exc:
+        check.helper_usable = False
         check.verification = Verification.UNVERIFIED
         check.notes.append(f"the declaration could not be verified ({type(exc).__name__})")
     finally:
@@ -222,6 +224,7 @@ def _verify_helper(
     needed = [*check.group_by, CONTRIBUTOR, *stats]
     absent = [c for c in needed if c not in htypes]
     if absent:
+        check.helper_usable = False
         check.verification = Verification.UNVERIFIED
         check.notes.append(f"the contributor data lack column(s) {', '.join(absent)}: unverified")
         return

@@ -138,8 +138,8 @@ def _check_table(
         return
     declared_columns = [
         *declarations.group_by,
-        *declared.get("counts", []),
-        *declared.get("values", []),
+        *(declared.get("counts") or []),
+        *(declared.get("values") or []),
     ]
     if any(c not in table.columns for c in declared_columns):
         return  # blocked above: the declared columns are not there to check
@@ -148,7 +148,8 @@ def _check_table(
         table = table.assign(**{PERSONS: declarations.persons})
         checked["counts"] = [*(declared.get("counts") or []), PERSONS]
         checked["group_by"] = declarations.group_by
-    report = table_report(table, checked, rules, contributors)
+    helper = contributors if declarations.helper_usable else None
+    report = table_report(table, checked, rules, helper)
     result.sdc = {**report.to_dict(), "declarations": declarations.to_dict()}
     result.evidence = report
     result.status = _worst(result.status, REVIEW if not report.ok else PASS)
