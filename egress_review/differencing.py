@@ -149,8 +149,8 @@ def _compare(table: HeldTable, other: HeldTable, threshold: int) -> list[dict[st
         left = a[[*keys, mine_col]].rename(columns={mine_col: "__a"})
         right = b[[*keys, their_col]].rename(columns={their_col: "__b"})
         merged = left.merge(right, on=keys) if keys else left.merge(right, how="cross")
-        diff = (merged["__a"] - merged["__b"]).abs()
-        hit = merged[(diff > 0) & (diff < threshold)].assign(__d=diff)
+        merged["__d"] = (merged["__a"] - merged["__b"]).abs()
+        hit = merged[(merged["__d"] > 0) & (merged["__d"] < threshold)]
         for record in hit.head(MAX_LISTED).to_dict("records"):
             key = {k: record[k] for k in keys}
             found.append(
