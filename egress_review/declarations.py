@@ -91,6 +91,10 @@ def check_declarations(
         str(c) for c in table.columns if c not in counts + values
     ]
     check = DeclarationCheck(group_by)
+    if not (declared.get("group_by") or counts or values):
+        check.group_by = []
+        check.notes.append("no group_by, counts or values declared: nothing to verify")
+        return check
     missing = [c for c in dict.fromkeys(group_by + counts + values) if c not in table.columns]
     if missing:
         check.problems.append(f"declared column(s) {', '.join(missing)} are not in the table")

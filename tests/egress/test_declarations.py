@@ -241,3 +241,30 @@ def test_a_table_backed_by_real_contributor_data_passes(granted: Platform, local
     )
     assert report["status"] == "pass", report["notes"]
     assert report["sdc"]["declarations"]["verification"] == "helper"
+
+
+def test_a_count_table_backed_by_contributor_data_passes(
+    granted: Platform, local_backend, tmp_path
+):
+    """Counts alone can be backed by contributor data (no magnitude columns needed)."""
+    report = report_of(
+        granted,
+        local_backend,
+        tmp_path,
+        HONEST + 'table[["district", "n"]].to_csv(f"{out}/result.csv", index=False)\n',
+        table(group_by=["district"], counts=["n"], contributors="_contributors/c.parquet"),
+    )
+    assert report["status"] == "pass", report["notes"]
+    assert report["sdc"]["declarations"]["verification"] == "helper"
+
+
+def test_an_undeclared_table_goes_to_review(granted: Platform, local_backend, tmp_path):
+    report = report_of(
+        granted,
+        local_backend,
+        tmp_path,
+        'open(f"{out}/result.csv", "w").write("district,n\\n海勃湾区,1200\\n")\n',
+        table(),
+    )
+    assert report["status"] == "review"
+    assert "nothing to verify" in notes(report)
