@@ -155,3 +155,23 @@ def test_a_table_action_spec_is_one_table_without_helper(tmp_path: Path) -> None
     )
     with pytest.raises(ValidationError, match="no contributors"):
         load_spec(spec)
+
+
+def test_min_and_max_are_computed_verified_and_checked_as_extremes(
+    granted: Platform, local_backend, tmp_path: Path
+) -> None:
+    spec = table_job(
+        tmp_path,
+        "SELECT district, COUNT(DISTINCT resident_id) AS n, MIN(wage_base) AS low, "
+        "MAX(wage_base) AS high FROM contributions WHERE month = DATE '2025-12-01' "
+        "GROUP BY district",
+        name="extremes",
+    )
+    view = run_production(granted, local_backend, spec)
+    report = checks(granted, view.job.id)["main/result.csv"]
+    assert report["sdc"]["declarations"]["verification"] == "platform", report["notes"]
+    stored = next(o for o in view.outputs if o["status"] == "collected")
+    table = pd.read_csv(stored["stored_path"])
+    assert (table["low"] <= table["high"]).all()
+    by_column = {c["column"] for c in report["sdc"]["cells"]}
+    assert {"n", "low", "high", "persons (platform)"} <= by_column
