@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from egress_review.differencing import MAX_LISTED, HeldTable, _compare
 from jobs.states import JobState
 from shuyu.platform import Platform
 from tests.test_egress_jobs import checks
@@ -132,3 +136,34 @@ def test_tables_far_apart_are_not_flagged(granted: Platform, local_backend, tmp_
     found = checks(granted, view.job.id)
     assert found["all/all.csv"]["status"] == "pass", found["all/all.csv"]["notes"]
     assert differences(found["two/two.csv"]) == []
+
+
+def held(name: str, frame: pd.DataFrame, group_by: tuple[str, ...]) -> HeldTable:
+    keys = frame[list(group_by)].astype("string")
+    return HeldTable(
+        "job", name, group_by, ("n",), pd.concat([keys, frame[["n"]].astype(float)], axis=1)
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 500), min_size=1, max_size=12),
+    deltas=st.lists(st.integers(-15, 15), min_size=12, max_size=12),
+    threshold=st.integers(2, 12),
+)
+def test_exactly_the_cells_that_differ_by_less_than_the_threshold_are_named(
+    counts: list[int], deltas: list[int], threshold: int
+) -> None:
+    keys = [f"g{i}" for i in range(len(counts))]
+    a = pd.DataFrame({"k": keys, "n": counts})
+    b = pd.DataFrame({"k": keys, "n": [c + d for c, d in zip(counts, deltas, strict=False)]})
+    found = _compare(held("a", a, ("k",)), held("b", b, ("k",)), threshold)
+    expected = {k for k, d in zip(keys, deltas, strict=False) if 0 < abs(d) < threshold}
+    named = {f["this"]["key"]["k"] for f in found}
+    assert named == expected and len(found) <= MAX_LISTED
+    assert all(f["difference"] == abs(f["this"]["value"] - f["other"]["value"]) for f in found)
+    # rolled up to a total: the sum differs by the sum of the deltas
+    total = pd.DataFrame({"n": [sum(counts)]})
+    rolled = _compare(held("total", total, ()), held("a", b, ("k",)), threshold)
+    diff = abs(sum(deltas[: len(counts)]))
+    assert [f["difference"] for f in rolled] == ([diff] if 0 < diff < threshold else [])
