@@ -104,6 +104,7 @@ def check_declarations(
         con.register("t", table.reset_index(drop=True).assign(__row=np.arange(len(table))))
         types = {r[0]: r[1] for r in con.execute("DESCRIBE t").fetchall()}
         _check_unique(con, check, types, len(table))
+        _check_numeric(con, check, counts + values)
         schema: Schema | None = None
         if workspace is not None:
             con.execute("ATTACH ? AS ws (READ_ONLY)", [str(workspace)])
@@ -146,6 +147,18 @@ def _check_unique(
             f"the group-by keys ({', '.join(check.group_by) or 'none'}) repeat on {duplicated} "
             "row(s): a table has one row per group, so this is row-level data"
         )
+
+
+def _check_numeric(
+    con: duckdb.DuckDBPyConnection, check: DeclarationCheck, cells: list[str]
+) -> None:
+    """Count and value cells are numbers: text in them is not a statistic the rules can judge."""
+    for column in cells:
+        (n,) = con.execute(
+            f"SELECT count_if({_q(column)} IS NOT NULL AND TRY_CAST({_q(column)} AS DOUBLE) IS NULL) FROM t"
+        ).fetchone()  # type: ignore[misc]
+        if n:
+            check.problems.append(f"{column}: {n} cell(s) are not numbers")
 
 
 def _check_keys(
@@ -236,6 +249,7 @@ def _verify_helper(
     if schema is not None:
         invented = _invented_contributors(con, schema)
         if invented:
+            check.helper_usable = False  # invented rows cannot back the dominance rules either
             check.verification = Verification.UNVERIFIED
             check.notes.append(
                 f"{invented} contributor key(s) in the contributor data are not persons of the "

@@ -268,3 +268,16 @@ def test_an_undeclared_table_goes_to_review(granted: Platform, local_backend, tm
     )
     assert report["status"] == "review"
     assert "nothing to verify" in notes(report)
+
+
+def test_text_in_a_count_column_is_blocked(granted: Platform, local_backend, tmp_path):
+    """Suppressed-looking cells that carry text instead of a number."""
+    report = report_of(
+        granted,
+        local_backend,
+        tmp_path,
+        'open(f"{out}/result.csv", "w").write("district,n\\n海勃湾区,1200\\n海南区,男 1985\\n")\n',
+        table(group_by=["district"], counts=["n"]),
+    )
+    assert report["status"] == "blocked"
+    assert "n: 1 cell(s) are not numbers" in notes(report)
