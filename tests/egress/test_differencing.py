@@ -167,3 +167,30 @@ def test_exactly_the_cells_that_differ_by_less_than_the_threshold_are_named(
     rolled = _compare(held("total", total, ()), held("a", b, ("k",)), threshold)
     diff = abs(sum(deltas[: len(counts)]))
     assert [f["difference"] for f in rolled] == ([diff] if 0 < diff < threshold else [])
+
+
+def test_a_total_and_the_total_minus_one_group_are_flagged_with_both_cells(
+    granted: Platform, local_backend, tmp_path: Path
+) -> None:
+    total = (
+        "SELECT COUNT(DISTINCT c.resident_id) AS contributors FROM contributions c "
+        "JOIN enterprises e ON c.enterprise_code = e.credit_code "
+        "WHERE c.month = DATE '2025-12-01' AND c.district = '海勃湾区'"
+    )
+    minus_one = total + " AND e.industry <> '信息技术'"
+    view = run_production(
+        granted, local_backend, tables_job(tmp_path, "totals", {"total": total, "minus": minus_one})
+    )
+    found = checks(granted, view.job.id)
+    report = found["minus/minus.csv"]
+    assert report["status"] == "review"
+    (entry,) = differences(report)
+    assert entry["this"] | {"value": None} == {
+        "output": "minus/minus.csv",
+        "key": {},
+        "column": "contributors",
+        "value": None,
+    }
+    assert entry["other"]["output"] == "total/total.csv"
+    assert 0 < entry["other"]["value"] - entry["this"]["value"] == entry["difference"] < 10
+    assert differences(found["total/total.csv"])[0]["other"]["output"] == "minus/minus.csv"
