@@ -78,8 +78,8 @@ def flag_differences(
             .all()
         )
     threshold = policy_from_record(policy).disclosure.min_count
-    mine = [t for r in own if (t := _held(r, by_id.get(r["id"]))) is not None]
-    others = [t for r in earlier if (t := _held(r, None)) is not None]
+    mine = [t for r in own if (t := _held(platform, r, by_id.get(r["id"]))) is not None]
+    others = [t for r in earlier if (t := _held(platform, r, None)) is not None]
     for i, table in enumerate(mine):
         assert table.check is not None
         for other in [*mine[:i], *mine[i + 1 :], *others]:
@@ -88,9 +88,9 @@ def flag_differences(
                 _flag(table.check, other, found, threshold)
 
 
-def _held(row: Any, check: OutputCheck | None) -> HeldTable | None:
+def _held(platform: Platform, row: Any, check: OutputCheck | None) -> HeldTable | None:
     declared = row["declared"] or {}
-    path = Path(row["stored_path"] or "")
+    path = platform.resolve(row["stored_path"]) if row["stored_path"] else Path()
     counts = tuple(str(c) for c in declared.get("counts") or [])
     if (
         row["status"] != "collected"

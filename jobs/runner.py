@@ -255,7 +255,7 @@ class JobRun:
                 size_bytes=target.stat().st_size,
                 rows=len(result.table),
                 columns=len(result.table.columns),
-                stored_path=str(target),
+                stored_path=self.platform.relative(target),
                 declared=meta,
             ),
             dict(
@@ -264,7 +264,7 @@ class JobRun:
                 sha256=sha256_file(helper),
                 size_bytes=helper.stat().st_size,
                 rows=result.helper_rows,
-                stored_path=str(helper),
+                stored_path=self.platform.relative(helper),
                 declared={"contributors_for": out_path, "platform": True},
             ),
         ]
