@@ -109,7 +109,7 @@ def svg_segments(text: str) -> Segments:
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
 
-    def refuse(*_: object) -> None:
+    def refuse(*_: object) -> Any:
         raise UnreadableOutput(Unreadable.SVG_DOCTYPE)
 
     def start(name: str, attrs: dict[str, str]) -> None:
