@@ -84,7 +84,7 @@ class Extracted:
     labels: list[str] = field(default_factory=list)  # columns, then the labels of `_extra`
     cells_sql: str | None = None
     text: Iterator[str] | None = None  # plain text: blocks of whole lines
-    document: object = None  # the parsed JSON value, for the table checks
+    document: object = None  # the parsed JSON document, for the table checks
 
 
 def declared_format(path: Path) -> Format:
@@ -124,9 +124,9 @@ def extract(
     text = _decode_strict(data, encoding)
     if fmt is Format.SVG:
         return _relation(con, fmt, None, documents.svg_segments(text))
-    value, segments = documents.json_segments(text, limits.max_rows)
-    extracted = _relation(con, fmt, None, segments)
-    extracted.document = value
+    doc = documents.read_json(text, limits.max_rows)
+    extracted = _relation(con, fmt, doc.columns, doc.segments, doc.cells, has_src=False)
+    extracted.document = doc
     return extracted
 
 
@@ -137,11 +137,11 @@ def frame(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> pd.DataFrame:
     value is a number becomes numeric, as a spreadsheet would read it.
     """
     if extracted.fmt is Format.JSON:
-        try:
-            table = pd.DataFrame(extracted.document)
-        except (ValueError, TypeError):
-            raise UnreadableOutput(Unreadable.NOT_A_TABLE) from None
-        return table
+        doc = extracted.document
+        assert isinstance(doc, documents.JsonDocument)
+        if doc.columns is None:  # only a list of objects is a table: rows and findings align
+            raise UnreadableOutput(Unreadable.NOT_A_TABLE)
+        return pd.DataFrame.from_records(doc.value, columns=doc.columns)
     if extracted.fmt not in TABLES:
         raise UnreadableOutput(Unreadable.NOT_A_TABLE)
     names = ", ".join(f"c{i}" for i in range(len(extracted.columns)))
@@ -165,21 +165,28 @@ def _relation(
     fmt: Format,
     columns: list[str] | None,
     segments: list[tuple[str, str]],
+    cells: list[tuple[int, int | None, str]] | None = None,
+    *,
+    has_src: bool = True,
 ) -> Extracted:
-    """Load ``segments`` (label, text) as ``_extra`` and build the cells relation over all."""
+    """Load ``cells`` (row, column index, text) and ``segments`` (label, text; numbered from 1)
+    as ``_extra``, and build the cells relation over it and ``_src``."""
     table_cols = columns or []
     labels = list(table_cols)
+    rows: list[int] = [r for r, _, _ in cells or ()]
+    cols: list[int | None] = [c for _, c, _ in cells or ()]
+    texts: list[str] = [t for _, _, t in cells or ()]
     index: dict[str, int] = {}
-    cols, texts = [], []
-    for label, text in segments:
+    for ordinal, (label, text) in enumerate(segments, start=1):
         if label not in index:
             index[label] = len(labels)
             labels.append(label)
+        rows.append(ordinal)
         cols.append(index[label])
         texts.append(text)
     extra = pa.table(
         {
-            "_row": pa.array(range(1, len(texts) + 1), pa.int64()),
+            "_row": pa.array(rows, pa.int64()),
             "_col": pa.array(cols, pa.int32()),
             "v": pa.array(texts, pa.large_string()),
         }
@@ -188,7 +195,7 @@ def _relation(
     con.execute("CREATE OR REPLACE TEMP TABLE _extra AS SELECT * FROM _extra_arrow")
     con.unregister("_extra_arrow")
     parts = ["SELECT _row, _col, v FROM _extra"]
-    if columns is not None:
+    if columns is not None and has_src:
         parts.insert(0, _cells_sql(len(columns)))
     return Extracted(fmt, table_cols, labels, " UNION ALL ".join(parts))
 

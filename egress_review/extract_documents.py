@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers import expat
 
@@ -44,11 +46,23 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def json_segments(text: str, max_items: int) -> tuple[Any, Segments]:
-    """Every key and every value (strings unescaped, numbers as written) of a JSON document.
+@dataclass
+class JsonDocument:
+    """A parsed JSON output. A list of objects is a table (``columns``, ``cells`` as ``(row,
+    column index, text)`` with the keys as row 0); any other shape is labelled ``segments``."""
 
-    Strict: no NaN/Infinity, no duplicate keys, no lone surrogates; at most ``max_items`` keys
-    and values (a row cap for documents).
+    value: Any
+    columns: list[str] | None = None
+    cells: list[tuple[int, int | None, str]] = field(default_factory=list)
+    segments: Segments = field(default_factory=list)
+
+
+def read_json(text: str, max_rows: int) -> JsonDocument:
+    """Every key and every value of a JSON document: strings unescaped, numbers as written
+    (and, for a whole number written with a fraction or exponent, as digits too).
+
+    Strict: no NaN/Infinity, no duplicate keys, no lone surrogates; at most ``max_rows`` records
+    and ``PIECES_PER_ROW * max_rows`` pieces of text.
     """
     try:
         value = json.loads(
@@ -56,7 +70,28 @@ def json_segments(text: str, max_items: int) -> tuple[Any, Segments]:
         )
     except (ValueError, RecursionError):
         raise UnreadableOutput(Unreadable.JSON_INVALID) from None
-    out: Segments = []
+    budget = [PIECES_PER_ROW * max_rows]
+    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        if len(value) > max_rows:
+            raise UnreadableOutput(Unreadable.TOO_MANY_ROWS)
+        doc = JsonDocument(value, columns=[])
+        index: dict[str, int] = {}
+        for row, record in enumerate(value, start=1):
+            for key, inner in record.items():
+                if key not in index:
+                    index[key] = len(index)
+                    doc.columns.append(_utf8(key))  # type: ignore[union-attr]
+                    doc.cells.append((0, None, key))
+                doc.cells += [(row, index[key], t) for _, t in _walk(inner, budget)]
+        return doc
+    return JsonDocument(value, segments=list(_walk(value, budget)))
+
+
+PIECES_PER_ROW = 64
+
+
+def _walk(value: Any, budget: list[int]) -> Iterator[tuple[str, str]]:
+    """(``json key`` | ``json value``, text) for everything in ``value``, in document order."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -64,17 +99,22 @@ def json_segments(text: str, max_items: int) -> tuple[Any, Segments]:
             for key, inner in reversed(list(item.items())):
                 stack.append(inner)
                 stack.append(_Key(key))
-        elif isinstance(item, list):
+            continue
+        if isinstance(item, list):
             stack.extend(reversed(item))
-        elif isinstance(item, _Key):
-            out.append(("json key", _utf8(item.key)))
+            continue
+        if isinstance(item, _Key):
+            pieces = [("json key", _utf8(item.key))]
         elif isinstance(item, str):
-            out.append(("json value", _utf8(item)))
-        elif item is not None:
-            out.append(("json value", _number(item)))
-        if len(out) > max_items:
+            pieces = [("json value", _utf8(item))]
+        elif item is None:
+            continue
+        else:
+            pieces = [("json value", t) for t in _number(item)]
+        budget[0] -= len(pieces)
+        if budget[0] < 0:
             raise UnreadableOutput(Unreadable.TOO_MANY_ROWS)
-    return value, out
+        yield from pieces
 
 
 class _Key:
@@ -84,10 +124,15 @@ class _Key:
         self.key = key
 
 
-def _number(item: object) -> str:
+def _number(item: object) -> list[str]:
     if isinstance(item, bool):
-        return "true" if item else "false"
-    return item.literal if isinstance(item, _Float) else str(item)
+        return ["true" if item else "false"]
+    if not isinstance(item, _Float):
+        return [str(item)]
+    # 1.3812345678e10 is 13812345678: read the digits a recipient's parser would produce.
+    if item.is_integer() and abs(item) < 1e21:
+        return [item.literal, str(int(item))]
+    return [item.literal, repr(float(item))]
 
 
 def _utf8(text: str) -> str:
