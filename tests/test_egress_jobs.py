@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import select
 
@@ -174,3 +175,108 @@ def test_dp_actions_run_in_the_platform_and_spend_the_budget(
     assert "2" in second.job.reason and "left" in second.job.reason
     assert budget.remaining(granted, "employment-insights", "contributions") == pytest.approx(2.0)
     assert service.view(granted, second.job.id).outputs == []
+
+
+def analyst_sees(platform: Platform, job_id: str) -> str:
+    return json.dumps(service.view(platform, job_id).to_dict(), ensure_ascii=False, default=str)
+
+
+def test_rows_hidden_in_parquet_metadata_by_a_job_are_blocked(
+    granted: Platform, local_backend, tmp_path
+) -> None:
+    """A 3-row table carrying 200 rows of (pseudonym, wage) in its key-value metadata."""
+    spec = script_job(
+        tmp_path,
+        """
+        import json, os, duckdb
+        import pyarrow as pa, pyarrow.parquet as pq
+        con = duckdb.connect(os.environ["SHUYU_WORKSPACE"], read_only=True)
+        con.execute("SET temp_directory='/tmp/x'")
+        rows = con.execute("SELECT resident_id, wage_base FROM contributions LIMIT 200").fetchall()
+        table = pa.table({"district": ["海勃湾区", "海南区", "乌达区"], "n": [120, 80, 45]})
+        table = table.replace_schema_metadata({"notes": json.dumps(rows)})
+        pq.write_table(table, os.path.join(os.environ["SHUYU_OUTPUT"], "result.parquet"))
+        with open("/output/hidden.txt", "w") as fh:
+            fh.write(rows[0][0])
+    """,
+        outputs={
+            "result.parquet": {
+                "kind": "table",
+                "group_by": ["district"],
+                "counts": ["n"],
+                "context": "x",
+            }
+        },
+    )
+    view = run_production(granted, local_backend, spec)
+    assert view.job.state is JobState.REVIEW_PENDING, view.job.reason
+    report = checks(granted, view.job.id)["main/result.parquet"]
+    assert report["status"] == "blocked"
+    assert {(f["column"], f["kind"]) for f in report["findings"]} == {
+        ("parquet key-value metadata", "pseudonym_key")
+    }
+    held = granted.jobs_dir / view.job.id / "collected" / "main" / "result.parquet"
+    hidden_rows = json.loads(pq.read_schema(held).metadata[b"notes"])
+    assert len(hidden_rows) == 200
+    hidden_file = [o for o in view.outputs if o["path"] == "hidden.txt"]
+    assert hidden_file and hidden_file[0]["status"] == "undeclared"
+    seen = analyst_sees(granted, view.job.id)
+    stored = json.dumps(checks(granted, view.job.id), ensure_ascii=False)
+    for pseudonym, _wage in hidden_rows[:20]:
+        assert pseudonym not in seen and pseudonym not in stored
+
+
+def test_a_decompression_bomb_from_a_job_is_blocked_unread(
+    granted: Platform, local_backend, tmp_path
+) -> None:
+    spec = script_job(
+        tmp_path,
+        """
+        import duckdb
+        duckdb.connect().execute(
+            "COPY (SELECT repeat('x', 1700) AS district, 1 AS n FROM range(1000000)) "
+            "TO '/output/result.parquet' (COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
+    """,
+        outputs={"result.parquet": {"kind": "table", "counts": ["n"], "context": "x"}},
+    )
+    view = run_production(granted, local_backend, spec)
+    assert view.job.state is JobState.REVIEW_PENDING, view.job.reason
+    report = checks(granted, view.job.id)["main/result.parquet"]
+    assert (report["status"], report["unreadable"]) == ("blocked", "too_many_rows")
+
+
+def test_a_checker_over_its_memory_limit_blocks_the_job_outputs(
+    granted: Platform, local_backend, tmp_path
+) -> None:
+    """Even with the row cap set too high, the check process's memory limit holds: blocked."""
+    import dataclasses
+
+    from jobs.worker import Worker
+
+    limited = dataclasses.replace(
+        granted,
+        settings=dataclasses.replace(
+            granted.settings,
+            check_max_rows=10_000_000,
+            check_max_mb=100_000,
+            check_memory_mb=200,
+        ),
+    )
+    spec = script_job(
+        tmp_path,
+        """
+        import duckdb
+        duckdb.connect().execute(
+            "COPY (SELECT repeat('x', 1700) AS district, 1 AS n FROM range(1000000)) "
+            "TO '/output/result.parquet' (COMPRESSION zstd, ROW_GROUP_SIZE 1000000)")
+    """,
+        outputs={"result.parquet": {"kind": "table", "counts": ["n"], "context": "x"}},
+    )
+    job = service.submit(limited, spec)
+    Worker(limited, local_backend).run(once=True)
+    view = service.view(limited, job.id)
+    assert view.job.state is JobState.REVIEW_PENDING, view.job.reason
+    report = checks(limited, view.job.id)["main/result.parquet"]
+    assert report["status"] == "blocked"
+    assert report["unreadable"] in ("checker_memory", "checker_crashed")
+    assert "0 pass" in view.job.reason
