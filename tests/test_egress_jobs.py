@@ -280,3 +280,30 @@ def test_a_checker_over_its_memory_limit_blocks_the_job_outputs(
     assert report["status"] == "blocked"
     assert report["unreadable"] in ("checker_memory", "checker_crashed")
     assert "0 pass" in view.job.reason
+
+
+def test_checks_that_cannot_run_fail_the_job_as_internal(
+    granted: Platform, local_backend, tmp_path
+) -> None:
+    """Fail closed: when the checks themselves cannot start, nothing reaches review."""
+    from jobs.runner import JobRun
+    from jobs.worker import Worker
+
+    spec = script_job(
+        tmp_path,
+        """
+        open("/output/result.csv", "w").write("district,n\\n海南区,80\\n")
+    """,
+    )
+    job = service.submit(granted, spec)
+    worker = Worker(granted, local_backend)
+    assert worker.claim() == job.id
+    assert JobRun(granted, local_backend, job.id, actor="w").execute().state is (
+        JobState.CHECKS_PENDING
+    )
+    for broken in granted.snapshots_dir.glob("*/fingerprints*.parquet"):
+        broken.write_bytes(b"not the fingerprints")
+    checked = worker.check(job.id)
+    assert (checked.state, checked.failure) == (JobState.FAILED, "internal")
+    assert checked.reason.startswith("egress checks could not run")
+    assert checks(granted, job.id) == {}
