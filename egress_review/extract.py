@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import codecs
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -128,6 +129,20 @@ def extract(
     extracted = _relation(con, fmt, doc.columns, doc.segments, doc.cells, has_src=False)
     extracted.document = doc
     return extracted
+
+
+def read_table(
+    path: Path, limits: ReadLimits | None = None, encoding: str = "utf-8"
+) -> pd.DataFrame:
+    """A table output as a DataFrame through the same strict reader, without a scan (for
+    mitigations and local tools that only need the rows)."""
+    with tempfile.TemporaryDirectory(prefix="shuyu-read-") as tmp:
+        con = duckdb.connect(config={"autoinstall_known_extensions": False})
+        try:
+            con.execute(f"SET temp_directory = {sql_str(tmp)}")
+            return frame(con, extract(con, path, tmp, limits or ReadLimits(), encoding=encoding))
+        finally:
+            con.close()
 
 
 def frame(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import pandas as pd
 from sqlalchemy import Connection, insert, select
 
 from egress_review.detect import Finding, read_output, scan_text
-from egress_review.extract import ReadLimits
+from egress_review.extract import ReadLimits, read_table
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
 from egress_review.sdc import TableReport, check_dof, check_table
@@ -462,10 +462,15 @@ def job_fingerprints(platform: Platform, snapshots: dict[str, str]) -> Fingerpri
 
 
 def _read(path: Path, limits: ReadLimits | None = None) -> pd.DataFrame:
-    """A table file through the same strict reader as the checks (no scan for personal data)."""
-    result = read_output(path, path.name, limit=1, limits=limits, want_table=True)
-    assert result.table is not None
-    return result.table
+    """A table file through the same strict reader as the checks."""
+    try:
+        return read_table(path, limits)
+    except UnreadableOutput as exc:
+        raise ValidationError(
+            f"the file cannot be read as its declared format ({exc.reason.value})",
+            file=str(path),
+            fix="write a UTF-8 CSV with a header, or Parquet, named by its format",
+        ) from None
 
 
 def _finding(f: Finding) -> dict[str, Any]:
