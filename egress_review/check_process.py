@@ -10,15 +10,16 @@ verdict with a reason from a fixed vocabulary — never a pass, never a message 
 
 Children are forked from a ``forkserver`` that imported the checks once, so a check costs a
 fork rather than a Python start-up, and no child inherits the worker's threads or store
-connections.
+connections. Two run at a time, so the worker may use up to twice the memory limit.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import resource
+import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from shuyu.settings import Settings
 
 # DuckDB's own memory limit, as a share of the process's: it spills or fails cleanly first.
 DUCKDB_SHARE = 0.6
+# Checks of one job running at once (an output and a log, typically): each has its own limits.
+PARALLEL = 2
 
 
 @dataclass(frozen=True)
@@ -69,26 +72,60 @@ class CheckTask:
 
 def run_limited(task: CheckTask, limits: CheckLimits) -> dict[str, Any]:
     """The check's report (``OutputCheck.to_dict()``), or a blocked one naming why it failed."""
+    return run_all([task], limits)[0]
+
+
+def run_all(tasks: list[CheckTask], limits: CheckLimits) -> list[dict[str, Any]]:
+    """Reports for ``tasks``, in order; ``PARALLEL`` children at a time, each under the limits."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([__name__, "egress_review.service"])
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, task, limits), daemon=True)
-    child.start()
-    send.close()
-    message: Any = None
+    reports: list[dict[str, Any] | None] = [None] * len(tasks)
+    waiting = list(enumerate(tasks))
+    running: dict[Connection, tuple[int, Any, float]] = {}
     try:
-        if receive.poll(limits.seconds):
-            try:
-                message = receive.recv()
-            except (EOFError, OSError):
-                message = None
-        else:
-            message = ("error", Unreadable.CHECKER_TIMEOUT.value)
+        while waiting or running:
+            while waiting and len(running) < PARALLEL:
+                index, task = waiting.pop(0)
+                receive, send = ctx.Pipe(duplex=False)
+                child = ctx.Process(target=_child, args=(send, task, limits), daemon=True)
+                child.start()
+                send.close()
+                running[receive] = (index, child, time.monotonic() + limits.seconds)
+            soonest = min(deadline for _, _, deadline in running.values())
+            ready = wait(list(running), timeout=max(0.0, soonest - time.monotonic()))
+            now = time.monotonic()
+            for receive in list(running):
+                index, child, deadline = running[receive]
+                if receive in ready:
+                    message = _receive(receive)
+                elif now >= deadline:
+                    message = ("error", Unreadable.CHECKER_TIMEOUT.value)
+                else:
+                    continue
+                del running[receive]
+                _stop(child, receive)
+                reports[index] = _report(tasks[index], message)
     finally:
-        if child.is_alive():
-            child.kill()
-        child.join()
-        receive.close()
+        for receive, (_, child, _) in running.items():
+            _stop(child, receive)
+    return [r for r in reports if r is not None]
+
+
+def _receive(receive: Connection) -> Any:
+    try:
+        return receive.recv()
+    except (EOFError, OSError):  # the child died before it could answer
+        return None
+
+
+def _stop(child: Any, receive: Connection) -> None:
+    if child.is_alive():
+        child.kill()
+    child.join()
+    receive.close()
+
+
+def _report(task: CheckTask, message: Any) -> dict[str, Any]:
     if isinstance(message, tuple) and message[0] == "ok":
         return dict(message[1])
     reason = Unreadable(message[1]) if isinstance(message, tuple) else Unreadable.CHECKER_CRASHED

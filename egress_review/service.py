@@ -371,7 +371,7 @@ def check_job(platform: Platform, job_id: str) -> CheckOutcome:
 
     Writes the report next to the job's files and returns the outcome; it changes no state.
     """
-    from egress_review.check_process import CheckLimits, CheckTask, run_limited
+    from egress_review.check_process import CheckLimits, CheckTask, run_all
 
     with platform.store.read() as conn:
         job = conn.execute(
@@ -396,7 +396,7 @@ def check_job(platform: Platform, job_id: str) -> CheckOutcome:
     helpers = {
         (r["action"], r["path"]): Path(r["stored_path"]) for r in rows if r["status"] == "helper"
     }
-    checks: list[tuple[int, dict[str, Any]]] = []
+    tasks: list[tuple[int, CheckTask]] = []
     for row in rows:
         stored = Path(row["stored_path"]) if row["stored_path"] else None
         if stored is None or row["status"] not in ("collected", "log"):
@@ -413,7 +413,9 @@ def check_job(platform: Platform, job_id: str) -> CheckOutcome:
             pseudonyms=pseudonyms,
             contributors=helpers.get((row["action"], (declared or {}).get("contributors"))),
         )
-        checks.append((row["id"], run_limited(task, limits)))
+        tasks.append((row["id"], task))
+    reports = run_all([task for _, task in tasks], limits)
+    checks = [(output_id, report) for (output_id, _), report in zip(tasks, reports, strict=True)]
     report = {
         "job": job_id,
         "checked_at": utcnow().isoformat(),
