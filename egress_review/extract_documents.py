@@ -148,7 +148,12 @@ def _utf8(text: str) -> str:
 
 def svg_segments(text: str) -> Segments:
     """Tag names, attributes, text (title, desc, metadata, CDATA), comments and processing
-    instructions of an SVG document. DTDs are refused, so no entity is ever expanded."""
+    instructions of an SVG document.
+
+    A bare ``<!DOCTYPE svg PUBLIC ...>`` (as plotting libraries write) is read as text; an
+    internal subset, any entity declaration or a reference to an undeclared entity is refused,
+    so no entity is ever expanded and no external DTD is fetched.
+    """
     out: Segments = []
     root: list[str] = []
     parser = expat.ParserCreate()
@@ -156,6 +161,11 @@ def svg_segments(text: str) -> Segments:
 
     def refuse(*_: object) -> Any:
         raise UnreadableOutput(Unreadable.SVG_DOCTYPE)
+
+    def doctype(name: str, system: str | None, public: str | None, subset: int) -> None:
+        if subset:
+            refuse()
+        out.extend(("svg doctype", t) for t in (name, system or "", public or ""))
 
     def start(name: str, attrs: dict[str, str]) -> None:
         if not root:
@@ -167,8 +177,10 @@ def svg_segments(text: str) -> Segments:
     def pi(target: str, data: str) -> None:
         out.extend([("svg comment", target), ("svg comment", data)])
 
-    parser.StartDoctypeDeclHandler = refuse
+    parser.StartDoctypeDeclHandler = doctype
     parser.EntityDeclHandler = refuse
+    parser.SkippedEntityHandler = refuse
+    parser.UnparsedEntityDeclHandler = refuse
     parser.ExternalEntityRefHandler = refuse
     parser.StartElementHandler = start
     parser.CharacterDataHandler = lambda data: out.append(("svg text", data))

@@ -290,3 +290,22 @@ def test_svg_entities_are_refused_not_expanded(tmp_path: Path) -> None:
         '<svg xmlns="http://www.w3.org/2000/svg"><desc>&b;</desc></svg>'
     )
     assert_blocked_without_trace(check(path, FIGURE), Unreadable.SVG_DOCTYPE)
+
+
+def test_a_plotting_library_svg_with_a_public_doctype_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "chart.svg"
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n'
+        '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN"\n'
+        '  "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        "<title>各区缴费人数</title><path d='M 0 0 L 1 1'/></svg>"
+    )
+    report = check(path, FIGURE)
+    assert report["status"] == "review" and report["findings"] == []
+    undeclared = tmp_path / "entity.svg"
+    undeclared.write_text(
+        '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "svg11.dtd">'
+        '<svg xmlns="http://www.w3.org/2000/svg"><desc>&who;</desc></svg>'
+    )
+    assert_blocked_without_trace(check(undeclared, FIGURE))
