@@ -260,11 +260,12 @@ def _load_csv(
     encoding: str,
 ) -> list[str]:
     """Materialise the CSV as ``_src`` (all VARCHAR, file order) after counting its lines."""
-    lines = 0
+    newlines = returns = 0  # a row ends in \n, \r\n or a lone \r: count both, take the most
     with path.open("rb") as fh:
         while block := fh.read(BLOCK_BYTES):
-            lines += block.count(b"\n")
-            if lines > limits.max_rows + 1:  # +1: the header
+            newlines += block.count(b"\n")
+            returns += block.count(b"\r")
+            if max(newlines, returns) > limits.max_rows + 1:  # +1: the header
                 raise UnreadableOutput(Unreadable.TOO_MANY_ROWS)
     if path.stat().st_size == 0:
         raise UnreadableOutput(Unreadable.CSV_INVALID)
