@@ -182,7 +182,7 @@ def analyst_sees(platform: Platform, job_id: str) -> str:
 
 
 def test_rows_hidden_in_parquet_metadata_by_a_job_are_blocked(
-    granted: Platform, local_backend, tmp_path
+    granted: Platform, sandbox_backend, tmp_path
 ) -> None:
     """A 3-row table carrying 200 rows of (pseudonym, wage) in its key-value metadata."""
     spec = script_job(
@@ -208,7 +208,7 @@ def test_rows_hidden_in_parquet_metadata_by_a_job_are_blocked(
             }
         },
     )
-    view = run_production(granted, local_backend, spec)
+    view = run_production(granted, sandbox_backend, spec)
     assert view.job.state is JobState.REVIEW_PENDING, view.job.reason
     report = checks(granted, view.job.id)["main/result.parquet"]
     assert report["status"] == "blocked"
@@ -227,7 +227,7 @@ def test_rows_hidden_in_parquet_metadata_by_a_job_are_blocked(
 
 
 def test_a_decompression_bomb_from_a_job_is_blocked_unread(
-    granted: Platform, local_backend, tmp_path
+    granted: Platform, sandbox_backend, tmp_path
 ) -> None:
     spec = script_job(
         tmp_path,
@@ -239,7 +239,7 @@ def test_a_decompression_bomb_from_a_job_is_blocked_unread(
     """,
         outputs={"result.parquet": {"kind": "table", "counts": ["n"], "context": "x"}},
     )
-    view = run_production(granted, local_backend, spec)
+    view = run_production(granted, sandbox_backend, spec)
     assert view.job.state is JobState.REVIEW_PENDING, view.job.reason
     report = checks(granted, view.job.id)["main/result.parquet"]
     assert (report["status"], report["unreadable"]) == ("blocked", "too_many_rows")
