@@ -78,7 +78,8 @@ def run_limited(task: CheckTask, limits: CheckLimits) -> dict[str, Any]:
 def run_all(tasks: list[CheckTask], limits: CheckLimits) -> list[dict[str, Any]]:
     """Reports for ``tasks``, in order; ``PARALLEL`` children at a time, each under the limits."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__, "egress_review.service"])
+    # The main module too, so children do not each import it again (as `shuyu worker` would).
+    ctx.set_forkserver_preload(["__main__", __name__, "egress_review.service"])
     reports: list[dict[str, Any] | None] = [None] * len(tasks)
     waiting = list(enumerate(tasks))
     running: dict[Connection, tuple[int, Any, float]] = {}
