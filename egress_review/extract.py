@@ -157,7 +157,7 @@ def frame(con: duckdb.DuckDBPyConnection, extracted: Extracted) -> pd.DataFrame:
         if doc.columns is None:  # only a list of objects is a table: rows and findings align
             raise UnreadableOutput(Unreadable.NOT_A_TABLE)
         return pd.DataFrame.from_records(doc.value, columns=doc.columns)
-    if extracted.fmt not in TABLES:
+    if extracted.fmt not in TABLES or not extracted.columns:
         raise UnreadableOutput(Unreadable.NOT_A_TABLE)
     names = ", ".join(f"c{i}" for i in range(len(extracted.columns)))
     table = con.execute(f"SELECT {names} FROM _src ORDER BY _shuyu_row").df()
