@@ -307,3 +307,19 @@ def test_checks_that_cannot_run_fail_the_job_as_internal(
     assert (checked.state, checked.failure) == (JobState.FAILED, "internal")
     assert checked.reason.startswith("egress checks could not run")
     assert checks(granted, job.id) == {}
+
+
+def test_the_checks_do_not_depend_on_the_job_lifecycle() -> None:
+    """The checks return their outcome and the worker moves the job: egress_review never
+    imports jobs (in a fresh interpreter, so other tests' imports do not hide it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, egress_review.service, egress_review.check_process, egress_review.extract\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'jobs'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
