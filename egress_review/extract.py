@@ -395,11 +395,8 @@ def _parquet_segments(meta: pq.FileMetaData, schema: pa.Schema) -> list[tuple[st
                     ("parquet column metadata", _text(value)),
                 ]
             stats = chunk.statistics
-            if stats is not None and stats.has_min_max:
-                out += [
-                    ("parquet statistics", _text(stats.min)),
-                    ("parquet statistics", _text(stats.max)),
-                ]
+            if stats is not None and stats.has_min_max:  # raw: as stored, whatever the type says
+                out += [("parquet statistics", _text(v)) for v in (stats.min_raw, stats.max_raw)]
     return out
 
 
