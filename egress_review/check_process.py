@@ -143,6 +143,9 @@ def failed_check(task: CheckTask, reason: Unreadable) -> dict[str, Any]:
 def _child(send: Connection, task: CheckTask, limits: CheckLimits) -> None:
     try:
         _limit_memory(limits.memory_bytes)
+        # A backstop if the worker dies and nobody is left to enforce the deadline.
+        cpu = int(limits.seconds) + 5
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         message: tuple[str, Any] = ("ok", _check(task, limits.read))
     except MemoryError:
         message = ("error", Unreadable.CHECKER_MEMORY.value)
