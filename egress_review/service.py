@@ -401,12 +401,11 @@ def check_job(platform: Platform, job_id: str) -> CheckOutcome:
         stored = Path(row["stored_path"]) if row["stored_path"] else None
         if stored is None or row["status"] not in ("collected", "log"):
             continue
-        declared = row["declared"] or {} if row["status"] == "collected" else None
+        is_log = row["status"] == "log"
+        declared = None if is_log else (row["declared"] or {})
         task = CheckTask(
             path=stored,
-            name=f"{row['action']}/{row['path']}"
-            if declared is not None
-            else f"log:{row['action']}",
+            name=f"log:{row['action']}" if is_log else f"{row['action']}/{row['path']}",
             declared=declared,
             rules=rules,
             fingerprints=fingerprints,
