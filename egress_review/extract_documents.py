@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers import expat
 
+import numpy as np
+
 from egress_review.verdicts import Unreadable, UnreadableOutput
 
 Segments = list[tuple[str, str]]
@@ -217,7 +219,7 @@ _ADAM7 = (
 def png_segments(data: bytes, max_bytes: int) -> Segments:
     """The text chunks of a PNG (tEXt, zTXt inflated, iTXt), after checking the whole file:
     chunk CRCs, IHDR first, IEND last with nothing after it, only known chunks, and image data
-    that inflates to exactly the size IHDR implies."""
+    that inflates to exactly the size IHDR implies, each scanline with a valid filter type."""
     if not data.startswith(PNG_SIGNATURE):
         raise UnreadableOutput(Unreadable.PNG_INVALID)
     pos = len(PNG_SIGNATURE)
@@ -253,16 +255,25 @@ def png_segments(data: bytes, max_bytes: int) -> Segments:
     if pos != len(data):
         raise UnreadableOutput(Unreadable.PNG_TRAILING_DATA)
     assert header is not None
-    expected = _image_bytes(header)
+    passes = _scanline_blocks(header)
+    expected = sum(rows * size for rows, size in passes)
     if expected > max_bytes:
         raise UnreadableOutput(Unreadable.TOO_LARGE)
-    if len(_inflate(bytes(image), expected)) != expected:
+    pixels = _inflate(bytes(image), expected, over=Unreadable.PNG_TRAILING_DATA)
+    if len(pixels) != expected:
         raise UnreadableOutput(Unreadable.PNG_TRAILING_DATA)
+    offset = 0
+    for rows, size in passes:  # each scanline starts with its filter type, 0 to 4
+        lines = np.frombuffer(pixels, np.uint8, rows * size, offset).reshape(rows, size)
+        if lines[:, 0].max() > 4:
+            raise UnreadableOutput(Unreadable.PNG_INVALID)
+        offset += rows * size
     return out
 
 
-def _image_bytes(header: tuple[int, ...]) -> int:
-    """Bytes of filtered scanlines the image data must inflate to (PNG spec, Adam7 too)."""
+def _scanline_blocks(header: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(scanlines, bytes per scanline with its filter byte) of the image, or of each Adam7
+    pass: what the image data must inflate to, exactly."""
     width, height, depth, colour, compression, filtering, interlace = header
     if (
         width == 0
@@ -274,28 +285,27 @@ def _image_bytes(header: tuple[int, ...]) -> int:
     ):
         raise UnreadableOutput(Unreadable.PNG_INVALID)
     bits = depth * _CHANNELS[colour]
-
-    def scanlines(w: int, h: int) -> int:
-        return 0 if w == 0 or h == 0 else h * (1 + (w * bits + 7) // 8)
-
     if interlace == 0:
-        return scanlines(width, height)
-    return sum(
-        scanlines((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy)
-        for x0, y0, dx, dy in _ADAM7
-        if width > x0 and height > y0
-    )
+        sizes = [(width, height)]
+    else:
+        sizes = [
+            ((width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy)
+            for x0, y0, dx, dy in _ADAM7
+            if width > x0 and height > y0
+        ]
+    return [(h, 1 + (w * bits + 7) // 8) for w, h in sizes]
 
 
-def _inflate(data: bytes, limit: int) -> bytes:
-    """A complete zlib stream inflated to at most ``limit`` bytes; nothing may follow it."""
+def _inflate(data: bytes, limit: int, over: Unreadable = Unreadable.TOO_LARGE) -> bytes:
+    """A complete zlib stream inflated to at most ``limit`` bytes (more raises ``over``);
+    nothing may follow it."""
     inflater = zlib.decompressobj()
     try:
         out = inflater.decompress(data, limit + 1)
     except zlib.error:
         raise UnreadableOutput(Unreadable.PNG_INVALID) from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise UnreadableOutput(Unreadable.TOO_LARGE)
+        raise UnreadableOutput(over)
     if not inflater.eof or inflater.unused_data:
         raise UnreadableOutput(Unreadable.PNG_TRAILING_DATA)
     return out

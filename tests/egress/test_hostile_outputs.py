@@ -263,7 +263,16 @@ def test_data_after_the_image_in_the_compressed_pixels_blocks_it(tmp_path: Path)
     ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
     path = tmp_path / "chart.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
-    assert_blocked_without_trace(check(path, FIGURE))
+    assert_blocked_without_trace(check(path, FIGURE), Unreadable.PNG_TRAILING_DATA)
+
+
+def test_a_bad_scanline_filter_type_blocks_a_png(tmp_path: Path) -> None:
+    """A filter-type byte outside 0..4 is 3 bits per scanline that no viewer shows."""
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0))
+    pixels = zlib.compress(b"\x07\x10\x20\x00\x10\x20")
+    path = tmp_path / "chart.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    assert_blocked_without_trace(check(path, FIGURE), Unreadable.PNG_INVALID)
 
 
 def test_rows_in_svg_desc_title_and_attributes_are_found(tmp_path: Path) -> None:
