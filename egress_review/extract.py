@@ -247,7 +247,7 @@ def _aliases(n: int) -> str:
 _CSV_OPTIONS = (
     "header = true, all_varchar = true, strict_mode = true, skip = 0, comment = '', "
     "quote = '\"', escape = '\"', null_padding = false, ignore_errors = false, "
-    "max_line_size = 67108864, parallel = false"
+    "max_line_size = 67108864"
 )
 
 
