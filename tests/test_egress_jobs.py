@@ -323,3 +323,45 @@ def test_the_checks_do_not_depend_on_the_job_lifecycle() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_pseudonyms_in_figure_text_are_blocked(granted: Platform, local_backend, tmp_path) -> None:
+    """Figures go to a reviewer's eyes, but text a viewer does not show is read by the checks."""
+    spec = script_job(
+        tmp_path,
+        """
+        import os, struct, zlib, duckdb
+        con = duckdb.connect(os.environ["SHUYU_WORKSPACE"], read_only=True)
+        con.execute("SET temp_directory='/tmp/x'")
+        keys = [r[0] for r in con.execute("SELECT resident_id FROM contributions LIMIT 30").fetchall()]
+        with open("/output/chart.svg", "w") as fh:
+            fh.write('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+                     '<title>wages</title><desc>' + " ".join(keys) + '</desc></svg>')
+        def chunk(kind, data):
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        png = (b"\\x89PNG\\r\\n\\x1a\\n"
+               + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+               + chunk(b"zTXt", b"Comment\\0\\0" + zlib.compress(" ".join(keys).encode()))
+               + chunk(b"IDAT", zlib.compress(b"\\0\\0"))
+               + chunk(b"IEND", b""))
+        open("/output/chart.png", "wb").write(png)
+    """,
+        outputs={
+            "chart.svg": {"kind": "figure", "context": "x"},
+            "chart.png": {"kind": "figure", "context": "x"},
+        },
+    )
+    view = run_production(granted, local_backend, spec)
+    assert view.job.state is JobState.REVIEW_PENDING, view.job.reason
+    found = checks(granted, view.job.id)
+    for name, place in (("main/chart.svg", "svg text"), ("main/chart.png", "png zTXt")):
+        assert found[name]["status"] == "blocked"
+        assert {(f["column"], f["kind"]) for f in found[name]["findings"]} == {
+            (place, "pseudonym_key")
+        }
+    svg = (granted.jobs_dir / view.job.id / "collected" / "main" / "chart.svg").read_text()
+    keys = svg.split("<desc>")[1].split("</desc>")[0].split()
+    seen = analyst_sees(granted, view.job.id)
+    stored = json.dumps(found, ensure_ascii=False)
+    assert all(k not in seen and k not in stored for k in keys)
+    assert "0 pass, 0 need review, 2 blocked" in view.job.reason
