@@ -23,7 +23,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, insert, select
 
+from egress_review.declarations import Verification, check_declarations, value_statistics
 from egress_review.detect import Finding, read_output, scan_text
+from egress_review.differencing import flag_differences
 from egress_review.extract import ReadLimits, read_table
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
@@ -36,6 +38,10 @@ from shuyu.platform import Platform
 from shuyu.schema import grants, job_outputs, jobs, output_checks, workspaces
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".parquet"}
+PERSONS = "persons (platform)"  # persons behind each cell, from the contributor data
+# Values of job_outputs.status (jobs.states.OutputStatus) the checks read; the jobs package
+# owns them, and this package does not import it.
+COLLECTED, LOG, HELPER = "collected", "log", "helper"
 
 
 @dataclass
@@ -53,11 +59,27 @@ class OutputCheck:
     unreadable: Unreadable | None = None  # why the output could not be read (then blocked)
     evidence: Any = field(default=None, repr=False)  # the TableReport / MicrodataReport behind it
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OutputCheck:
+        """A check back from its report (as a check process returns it)."""
+        unreadable = data.get("unreadable")
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            status=Verdict(data["status"]),
+            findings=list(data.get("findings") or []),
+            sdc=data.get("sdc"),
+            microdata=data.get("microdata"),
+            dp=data.get("dp"),
+            notes=list(data.get("notes") or []),
+            unreadable=Unreadable(unreadable) if unreadable else None,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
-            "status": self.status.value,
+            "status": Verdict(self.status).value,
             "unreadable": self.unreadable.value if self.unreadable else None,
             "findings": self.findings,
             "sdc": self.sdc,
@@ -110,7 +132,7 @@ def check_output(
         )
         return result
     if kind == "table" and path.suffix.lower() in TABLE_SUFFIXES | {".json"}:
-        _check_table(result, path, declared, rules, contributors, read.table)
+        _check_table(result, path, declared, rules, contributors, read.table, workspace=pseudonyms)
         _redact(result, findings)
     elif kind == "microdata":
         _check_microdata(result, path, declared, rules, read.table)
@@ -129,16 +151,50 @@ def _check_table(
     rules: DisclosureRules,
     contributors: Path | None,
     table: pd.DataFrame | None = None,
+    workspace: Path | None = None,
 ) -> None:
+    """Declarations first (is it an aggregate, do its numbers hold?), then the SDC rules.
+
+    With a workspace (production checks), a table whose numbers cannot be verified against data
+    the platform holds goes to review marked unverified; with contributor data, the persons
+    behind each cell are checked against the threshold too, whatever the count columns say.
+    ``table`` is the output as the checks' strict reader parsed it.
+    """
     table = _read(path) if table is None else table
     if declared.get("dof"):
         _check_dof(result, table, declared["dof"], rules)
+    declarations = check_declarations(
+        table, declared, workspace=workspace, contributors=contributors
+    )
+    if declarations.problems:
+        result.status = Verdict.BLOCKED
+        result.notes.extend(f"not an aggregate table: {p}" for p in declarations.problems)
+    if declarations.verification is Verification.UNVERIFIED:
+        result.status = _worst(result.status, Verdict.REVIEW)
+        result.notes.append(
+            "unverified: the table's numbers could not be checked against data the platform "
+            "holds; the reviewer must judge them"
+        )
+    result.notes.extend(declarations.notes)
     if not (declared.get("counts") or declared.get("values")):
         result.status = _worst(result.status, Verdict.REVIEW)
         result.notes.append("no counts or values declared: the reviewer must judge every cell")
         return
-    report = table_report(table, declared, rules, contributors)
-    result.sdc = report.to_dict()
+    declared_columns = [
+        *declarations.group_by,
+        *(declared.get("counts") or []),
+        *(declared.get("values") or []),
+    ]
+    if any(c not in table.columns for c in declared_columns):
+        return  # blocked above: the declared columns are not there to check
+    checked = dict(declared)
+    if declarations.persons is not None:
+        table = table.assign(**{PERSONS: declarations.persons})
+        checked["counts"] = [*(declared.get("counts") or []), PERSONS]
+        checked["group_by"] = declarations.group_by
+    helper = contributors if declarations.helper_usable else None
+    report = table_report(table, checked, rules, helper)
+    result.sdc = {**report.to_dict(), "declarations": declarations.to_dict()}
     result.evidence = report
     result.status = _worst(result.status, Verdict.REVIEW if not report.ok else Verdict.PASS)
     if report.blocked:
@@ -181,7 +237,6 @@ def table_report(
     group_by = list(
         declared.get("group_by") or [c for c in table.columns if c not in counts + values]
     )
-    stats = [s for s in declared.get("statistics") or [] if s != "count"]
     return check_table(
         table,
         group_by=group_by,
@@ -190,7 +245,7 @@ def table_report(
         rules=rules,
         contributors=contributors,
         contributor_id="contributor" if contributors else None,
-        stats=stats[0] if stats else None,
+        stats=value_statistics(declared),
     )
 
 
@@ -390,18 +445,20 @@ def check_job(platform: Platform, job_id: str) -> CheckOutcome:
             )
         ]
     rules = policy_from_record(grant).disclosure
-    pseudonyms = Path(workspace.path)
+    pseudonyms = platform.resolve(workspace.path)
     fingerprints = job_fingerprints(platform, workspace.snapshots)
     limits = CheckLimits.from_settings(platform.settings)
     helpers = {
-        (r["action"], r["path"]): Path(r["stored_path"]) for r in rows if r["status"] == "helper"
+        (r["action"], r["path"]): platform.resolve(r["stored_path"])
+        for r in rows
+        if r["status"] == HELPER
     }
     tasks: list[tuple[int, CheckTask]] = []
     for row in rows:
-        stored = Path(row["stored_path"]) if row["stored_path"] else None
-        if stored is None or row["status"] not in ("collected", "log"):
+        stored = platform.resolve(row["stored_path"]) if row["stored_path"] else None
+        if stored is None or row["status"] not in (COLLECTED, LOG):
             continue
-        is_log = row["status"] == "log"
+        is_log = row["status"] == LOG
         declared = None if is_log else (row["declared"] or {})
         task = CheckTask(
             path=stored,
@@ -414,7 +471,12 @@ def check_job(platform: Platform, job_id: str) -> CheckOutcome:
         )
         tasks.append((row["id"], task))
     reports = run_all([task for _, task in tasks], limits)
-    checks = [(output_id, report) for (output_id, _), report in zip(tasks, reports, strict=True)]
+    done = [
+        (output_id, OutputCheck.from_dict(report))
+        for (output_id, _), report in zip(tasks, reports, strict=True)
+    ]
+    flag_differences(platform, job_id, done)  # across outputs and jobs: in the worker's process
+    checks = [(output_id, check.to_dict()) for output_id, check in done]
     report = {
         "job": job_id,
         "checked_at": utcnow().isoformat(),

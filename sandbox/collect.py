@@ -390,9 +390,10 @@ def _count(dest: Path, state: _State) -> None:
                     for r in con.execute(f"DESCRIBE SELECT * FROM {reader}", [local]).fetchall()
                 ]
                 row = con.execute(f"SELECT count(*) FROM {reader}", [local]).fetchone()
-            except duckdb.Error:  # its message can quote the file: only our words leave
+            except duckdb.Error as exc:
+                first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
                 state.refused.append(
-                    RefusedFile(f.path, f.size, f"{f.kind.upper()} could not be read")
+                    RefusedFile(f.path, f.size, f"{f.kind.upper()} could not be read: {first}")
                 )
                 state.total -= f.size
                 with contextlib.suppress(OSError):
