@@ -21,6 +21,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from aggregation.keys import MARGIN_LABELS
+from egress_review.verdicts import Verdict
 from jobs import records
 from jobs.states import JobState
 from policies.grant import policy_from_record
@@ -198,8 +199,8 @@ def _roll_up(
 def _flag(
     check: OutputCheck, other: HeldTable, found: list[dict[str, Any]], threshold: int
 ) -> None:
-    if check.status == "pass":
-        check.status = "review"
+    if check.status == Verdict.PASS:
+        check.status = Verdict.REVIEW
     where = "this job" if other.check is not None else f"job {other.job}"
     first = found[0]
     check.notes.append(

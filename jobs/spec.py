@@ -24,7 +24,7 @@ OutputKind = Literal["table", "microdata", "figure", "text"]
 ALLOWED_SUFFIXES = {
     "table": {".csv", ".parquet", ".json"},
     "microdata": {".csv", ".parquet"},
-    "figure": {".png"},
+    "figure": {".png", ".svg"},
     "text": {".txt", ".json"},
 }
 ACTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
