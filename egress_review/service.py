@@ -36,12 +36,12 @@ from shuyu.canonical import utcnow
 from shuyu.errors import ValidationError
 from shuyu.platform import Platform
 from shuyu.schema import grants, job_outputs, jobs, output_checks, workspaces
+from shuyu.vocabulary import OutputStatus
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".parquet"}
 PERSONS = "persons (platform)"  # persons behind each cell, from the contributor data
-# Values of job_outputs.status (jobs.states.OutputStatus) the checks read; the jobs package
-# owns them, and this package does not import it.
-COLLECTED, LOG, HELPER = "collected", "log", "helper"
+# The job_outputs statuses the checks read (the kernel's words, so jobs is not imported).
+COLLECTED, LOG, HELPER = OutputStatus.COLLECTED, OutputStatus.LOG, OutputStatus.HELPER
 
 
 @dataclass
