@@ -81,7 +81,7 @@ def publish(
                 )
             data[agg.name] = vals
             errors[agg.name] = errs
-            mechanisms[agg.name] = f"{LABELS[Mechanism.LAPLACE]} / {LABELS[Mechanism.GEOMETRIC]}"
+            mechanisms[agg.name] = "laplace sum / geometric count"
         else:
             c, values = used[0]
             data[agg.name] = [values[i] for i in keep]
