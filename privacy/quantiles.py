@@ -103,9 +103,12 @@ def release_quantile(counts: np.ndarray, grid: Grid, q: float, scale: float) -> 
     return float(grid.values()[noisy_min_index(scores(counts, q), scale)])
 
 
+def output_log_probabilities(counts: np.ndarray, q: float, scale: float) -> np.ndarray:
+    """log P(candidate j) for `release_quantile` (Gumbel-max = the exponential mechanism)."""
+    logits = -scores(counts, q).astype(float) / scale
+    top = logits.max()
+    return np.asarray(logits - (top + np.log(np.exp(logits - top).sum())))
+
+
 def output_probabilities(counts: np.ndarray, q: float, scale: float) -> np.ndarray:
-    """The exact output distribution of `release_quantile` (Gumbel-max = exponential mechanism)."""
-    s = scores(counts, q).astype(float)
-    logits = -(s - s.min()) / scale
-    weights = np.exp(logits)
-    return np.asarray(weights / weights.sum())
+    return np.exp(output_log_probabilities(counts, q, scale))
