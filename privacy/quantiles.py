@@ -29,7 +29,7 @@ import numpy as np
 
 from privacy.noise import noisy_min_index
 
-GRID_POINTS = 1001  # float (or wide integer) ranges: 1,000 equal steps over [lo, hi]
+GRID_POINTS = 4001  # float (or wide integer) ranges: 4,000 equal steps over [lo, hi]
 MAX_Q_DENOMINATOR = 1000
 
 

@@ -284,7 +284,7 @@ def test_quantiles_use_noisy_max_on_the_public_grid_with_scale_2k_over_epsilon(t
     assert noise.noisy_min_epsilon(4 * 1, median.scale) <= 1.0 + 1e-12
     assert noise.noisy_min_epsilon(4 * 9, p90.scale) <= 1.0 + 1e-12
     grid = median.measurement.grid
-    assert (grid.lo, grid.step, grid.points) == (0.0, 0.1, 1001)  # from the bounds [0, 100]
+    assert (grid.lo, grid.step, grid.points) == (0.0, 0.025, 4001)  # from the bounds [0, 100]
     # the engine sees integer counts per grid point only
     assert all(sum(h.values()) == 100 for h in prepared.true[0])
     result = prepared.release()
