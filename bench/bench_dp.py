@@ -184,7 +184,7 @@ def _opendp(frame, label: str, args: argparse.Namespace) -> dict | None:
 
     dp.enable_features("contrib")
     data = pl.from_arrow(frame).lazy()
-    rows = frame.num_rows
+    n_rows = frame.num_rows
     keys = pl.LazyFrame({"district": ["海勃湾区", "海南区", "乌达区"]})
     grid = [float(x) for x in grid_for(BOUNDS, False).values()]
 
@@ -195,8 +195,8 @@ def _opendp(frame, label: str, args: argparse.Namespace) -> dict | None:
             privacy_loss=dp.loss_of(epsilon=args.epsilon),
             split_evenly_over=1,
             margins=[  # the public table size: OpenDP's float sums charge rounding per row
-                dp.polars.Margin(by=["district"], max_length=rows, max_groups=3),
-                dp.polars.Margin(max_length=rows),
+                dp.polars.Margin(by=["district"], max_length=n_rows, max_groups=3),
+                dp.polars.Margin(max_length=n_rows),
             ],
         )
         wage = pl.col("wage_base").fill_null(BOUNDS[0])
