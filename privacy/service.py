@@ -25,7 +25,7 @@ from privacy.accounts import account_for
 from privacy.engine import DPResult, run_dp_query
 from privacy.query import ParsedQuery, as_request, load_columns, parse_dp_query, resolve_units
 from privacy.request import DPQueryFailed
-from shuyu.errors import PlatformError
+from shuyu.errors import PlatformError, ValidationError
 from shuyu.platform import Platform
 
 
@@ -99,6 +99,12 @@ def run_dp_action(
         else:
             assert grant is not None
             delta = grant.delta_per_query
+        if delta <= 0:  # refused here, before anything is reserved or read
+            raise ValidationError(
+                "unknown-keys mode needs delta > 0 (the chance a one-person group is released)",
+                field="dp.delta",
+                fix="group by columns with public categories, or ask for a δ budget in the grant",
+            )
         request = replace(request, delta=delta)
     reservation = budget.reserve(
         platform,

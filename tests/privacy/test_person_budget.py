@@ -184,3 +184,19 @@ def test_a_spec_with_a_vanishing_epsilon_is_refused_at_validation(tmp_path: Path
     assert "epsilon" in str(err.value)
     with pytest.raises(ValidationError, match="below the engine's minimum"):
         as_request({"query": "SELECT COUNT(*) FROM contributions", "epsilon": 1e-300})
+
+
+def test_unknown_keys_without_a_delta_budget_is_refused_before_anything_is_spent(
+    platform: Platform, tmp_path: Path
+) -> None:
+    ws = visits(
+        tmp_path / "w.duckdb", [(f"p{i}", "a", 1.0, None, "n", "2025-03-01") for i in range(9)]
+    )
+    request = {"query": "SELECT note, COUNT(*) FROM visits GROUP BY note", "epsilon": 1.0,
+               "unknown_keys": True}  # fmt: skip
+    with pytest.raises(ValidationError, match="needs delta > 0"):
+        service.run_dp_action(
+            platform, PROJECT, "j", ws, request,
+            grant=PrivacyBudget(delta=0.0), unit_column="person_id",
+        )  # fmt: skip
+    assert spends(platform, PROJECT) == []
