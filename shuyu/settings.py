@@ -54,6 +54,14 @@ class Settings:
         30, "SHUYU_WORKER_LEASE_SECONDS", "a job whose worker is silent this long is failed"
     )
     grant_years: int = _setting(5, "SHUYU_GRANT_YEARS", "default validity of a grant, in years")
+    analyst_runs_per_day: int = _setting(
+        50,
+        "SHUYU_ANALYST_RUNS_PER_DAY",
+        "production runs one submitter may queue in any 24 hours (each run's outcome is a bit)",
+    )
+    max_body_kb: int = _setting(
+        1024, "SHUYU_MAX_BODY_KB", "largest HTTP request body the API reads, in KiB"
+    )
 
     def __post_init__(self) -> None:
         # Paths are handed to sandboxes and stored in the metadata store: always absolute.

@@ -165,7 +165,8 @@ def test_dp_actions_run_in_the_platform_and_spend_the_budget(
     first = run_production(granted, local_backend, dp_job(tmp_path, "first"))
     assert first.job.state is JobState.REVIEW_PENDING, first.job.reason
     (out,) = [o for o in first.outputs if o["status"] == "collected"]
-    table = duckdb.connect().execute(f"SELECT * FROM read_csv('{out['stored_path']}')").df()
+    stored = granted.resolve(out["stored_path"])
+    table = duckdb.connect().execute(f"SELECT * FROM read_csv('{stored}')").df()
     assert sorted(table["district"]) == sorted(["海勃湾区", "海南区", "乌达区"])
     assert out["declared"]["dp"]["epsilon"] == pytest.approx(3.0)
     assert budget.remaining(granted, "employment-insights", "contributions") == pytest.approx(2.0)
