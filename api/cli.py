@@ -131,13 +131,14 @@ def demo_data(out: Path, scale: int, seed: int, as_json: bool) -> None:
     )
 
 
-from api import cli_checks, cli_data, cli_jobs  # noqa: E402  (each registers its commands)
+from api import cli_checks, cli_data, cli_jobs, cli_privacy  # noqa: E402  (each registers its commands)
 
 cli_data.register(main)
 cli_data.register_users(main)
 cli_jobs.register(main)
 cli_jobs.register_serve(main)
 cli_checks.register(main)
+cli_privacy.register(main)
 
 
 def _store_label(settings: Settings) -> str:

@@ -13,6 +13,7 @@ grant did not set aside.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -35,6 +36,13 @@ class AccountView:
     queries: int
     zcdp_epsilon: float | None  # the zCDP bound at δ' = delta_cap, for information
     guarantee: str
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe: caps unknown without an active grant are null, not NaN."""
+        return {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
 
 
 def zcdp_epsilon(epsilons: list[float], delta: float) -> float | None:
@@ -109,9 +117,15 @@ def guarantee(
         f"shared budget. So far, everything released from it together is ({eps:.4g}, {delta:.3g})"
         f"-differentially private for that person: whether or not their records are in the data "
         f"changes the probability of any set of results by at most a factor of e^{eps:.4g} "
-        f"≈ {math.exp(min(eps, 700)):.4g}, plus at most {delta:.3g}. The grant caps this at "
-        f"(ε = {eps_cap:.4g}, δ = {delta_cap:.3g}); queries that would pass it are refused."
+        f"≈ {math.exp(min(eps, 700)):.4g}, plus at most {delta:.3g}. "
     )
+    if math.isnan(eps_cap):
+        text += "There is no active grant: nothing more can be spent."
+    else:
+        text += (
+            f"The grant caps this at (ε = {eps_cap:.4g}, δ = {delta_cap:.3g}); queries that "
+            "would pass it are refused."
+        )
     if zcdp is not None and zcdp < eps:
         text += (
             f" (For information: composed as zCDP, the same releases are also "

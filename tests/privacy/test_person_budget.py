@@ -200,3 +200,30 @@ def test_unknown_keys_without_a_delta_budget_is_refused_before_anything_is_spent
             grant=PrivacyBudget(delta=0.0), unit_column="person_id",
         )  # fmt: skip
     assert spends(platform, PROJECT) == []
+
+
+def test_the_budget_view_is_readable_from_the_cli_and_the_api(granted: Platform) -> None:
+    """`shuyu budget PROJECT` and GET /api/projects/PROJECT/budget print the same accounts and
+    the guarantee in words; without spending, nothing is used."""
+    import json
+
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from api.cli import main as cli
+    from api.http import create_app
+    from shuyu.users import set_role
+
+    out = CliRunner().invoke(
+        cli, ["budget", PROJECT, "--json"], env={"SHUYU_HOME": str(granted.home)}
+    )
+    assert out.exit_code == 0, out.output
+    (account,) = json.loads(out.output)
+    assert account["account"] == "unit:cn_resident_id"
+    assert (account["epsilon_used"], account["epsilon_cap"]) == (0, 5.0)
+    assert "protected by one shared budget" in account["guarantee"]
+    set_role(granted, "li", "analyst")
+    client = TestClient(create_app(granted.settings))
+    answer = client.get(f"/api/projects/{PROJECT}/budget", headers={"X-Shuyu-User": "li"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == [account]
