@@ -74,13 +74,17 @@ from egress_review.detectors import (
     MIN_PSEUDONYM_PREFIX,
     PLATE_PROVINCES,
     PROVINCE_CODES,
+    SEVERITY,
+    Kind,
+    Severity,
     _confirm,
-    _fingerprint_sql,
     _pattern_sql,
-    _pseudonym_sql,
     mask,
 )
+from egress_review.fingerprint_forms import REVERSED_SUFFIX
 from egress_review.fingerprints import FingerprintSet, load_pseudonyms, sql_str
+from egress_review.linkage import fingerprint_sql, pseudonym_sql
+from egress_review.normalise import FORM_RANK, Form, decoded_sql, opaque_sql
 from shuyu.errors import PlatformError, ValidationError
 
 # The detection interface, including what moved to detectors (callers import it from here).
@@ -92,6 +96,9 @@ __all__ = [
     "TABLE_SUFFIXES",
     "TEXT_CHUNK_BYTES",
     "Finding",
+    "Form",
+    "Kind",
+    "Severity",
     "mask",
     "scan_output",
     "scan_table",
@@ -112,9 +119,15 @@ class Finding:
     kind: str
     masked: str  # never the clear value
     source: str | None = None  # raw_identifier: the fingerprinted column(s) it matched
+    form: str = Form.PLAIN  # how it was written: reversed, spaced, base64... (a Form)
+
+    @property
+    def severity(self) -> Severity:
+        """Identifiers and linkage block the output; opaque tokens need a reviewer."""
+        return SEVERITY[Kind(self.kind)]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"severity": str(self.severity)}
 
 
 # --------------------------------------------------------------------------- scanning
@@ -127,6 +140,7 @@ class _Hit:
     kind: str
     value: str
     source: str | None
+    form: str = Form.PLAIN
 
 
 class _Scanner:
@@ -169,20 +183,53 @@ class _Scanner:
         self.close()
 
     def run(self, cells: str) -> list[_Hit]:
-        """All hits over the relation ``cells`` ``(_row, _col, v)``, at most ``limit``."""
+        """All hits over the relation ``cells`` ``(_row, _col, v)``, at most ``limit``.
+
+        The cells are materialised once, with the text their hex, base64 and UUID tokens
+        decode to (``normalise.decoded_sql``); the pattern, pseudonym and fingerprint detectors
+        then run over both, and the opaque-token detector over the cells. When there are more
+        hits than ``limit``, blocking ones are kept first, so a flood of opaque tokens can
+        never push an identifier out of the report (and its output from blocked to review).
+        """
         params: dict[str, Any] = {"limit": self.limit}
-        hits = [
-            h
-            for h in self._query(_pattern_sql(cells), {**params, "today": _dt.date.today()})
-            if _confirm(h.kind, h.value)
-        ]
-        if self.has_pseudonyms:
-            hits += self._query(_pseudonym_sql(cells, self.PSEUDONYMS), params)
-        if self.fingerprints is not None and self.fingerprints.paths:
-            sql = _fingerprint_sql(cells, self.fingerprints.relation_sql())
-            hits += self._query(sql, {**params, "fpkey": self.fingerprints.key.hex()})
-        hits.sort(key=_order)
-        return hits[: self.limit]
+        cells_table, decoded = "_shuyu_cells", "_shuyu_decoded"
+        self._execute(
+            f"CREATE OR REPLACE TEMP TABLE {cells_table} AS SELECT _row, _col, v "
+            f"FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= 2"
+        )
+        try:
+            self._execute(
+                f"CREATE OR REPLACE TEMP TABLE {decoded} AS "
+                f"{decoded_sql(f'SELECT * FROM {cells_table}')}"
+            )
+            forms = (
+                f"SELECT _row, _col, '{Form.PLAIN}' AS f, v FROM {cells_table} "
+                f"UNION ALL SELECT _row, _col, f, v FROM {decoded}"
+            )
+            hits = [
+                h
+                for h in self._query(_pattern_sql(forms), {**params, "today": _dt.date.today()})
+                if _confirm(h.kind, h.value)
+            ]
+            if self.has_pseudonyms:
+                hits += self._query(pseudonym_sql(forms, self.PSEUDONYMS), params)
+            if self.fingerprints is not None and self.fingerprints.paths:
+                sql = fingerprint_sql(
+                    forms, self.fingerprints.relation_sql(), self.fingerprints.shapes
+                )
+                hits += self._query(sql, {**params, "fpkey": self.fingerprints.key.hex()})
+            hits += self._query(
+                opaque_sql(f"SELECT * FROM {cells_table}", Kind.OPAQUE_TOKEN), params
+            )
+        finally:
+            self._execute(f"DROP TABLE IF EXISTS {decoded}; DROP TABLE IF EXISTS {cells_table}")
+        return _keep(hits, self.limit)
+
+    def _execute(self, sql: str) -> None:
+        try:
+            self.con.execute(sql)
+        except duckdb.Error as exc:
+            raise _scan_error(exc) from None
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[_Hit]:
         try:
@@ -194,6 +241,23 @@ class _Scanner:
 
 def _order(h: _Hit) -> tuple[int, int, str, str]:
     return (h.row or 0, -1 if h.col is None else h.col, h.kind, h.value)
+
+
+def _keep(hits: list[_Hit], limit: int) -> list[_Hit]:
+    """One hit per (row, column, kind, value), in its plainest form; blocking hits first
+    when cutting to ``limit``; then in row order."""
+    best: dict[tuple[int | None, int | None, str, str], _Hit] = {}
+    for h in hits:
+        if h.source is not None and REVERSED_SUFFIX in h.source and h.form == Form.PLAIN:
+            h = _Hit(h.row, h.col, h.kind, h.value, h.source, Form.REVERSED)
+        key = (h.row, h.col, h.kind, h.value)
+        old = best.get(key)
+        if old is None or FORM_RANK[Form(h.form)] < FORM_RANK[Form(old.form)]:
+            best[key] = h
+    kept = sorted(
+        best.values(), key=lambda h: (SEVERITY[Kind(h.kind)] is not Severity.BLOCK, _order(h))
+    )[:limit]
+    return sorted(kept, key=_order)
 
 
 def _scan_error(exc: duckdb.Error) -> PlatformError:
@@ -213,6 +277,7 @@ def _findings(output: str, hits: list[_Hit], columns: list[str] | None) -> list[
             kind=h.kind,
             masked=mask(h.value, h.kind),
             source=h.source,
+            form=h.form,
         )
         for h in hits
     ]

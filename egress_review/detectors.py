@@ -13,65 +13,92 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from enum import StrEnum
 
 from stdnum import luhn
 from stdnum.cn import ric, uscc
 
 from catalog.idcodes import (
     USCC_ALPHABET,
-    org_code_check_char,
-    org_code_check_sql,
     resident_id_check_char,
     resident_id_check_sql,
+    uscc_check_char,
     uscc_check_sql,
 )
-from egress_review.fingerprints import (
-    FULL_WIDTH_RE,
-    GROUPED_DIGITS_RE,
-    fingerprintable_sql,
-    fold_sql,
-    hash_sql,
-    key_sql,
-    sql_str,
+from egress_review.fingerprints import FULL_WIDTH_RE, GROUPED_DIGITS_RE, fold_sql, sql_str
+from egress_review.linkage import MIN_PSEUDONYM_PREFIX, form_sql, tag
+from egress_review.normalise import (
+    CN_NUMERAL_CHARS,
+    SEPARATORS,
+    numeral_runs_sql,
+    spaced_runs_sql,
 )
 
-KINDS = (
-    "cn_resident_id",
-    "cn_resident_id_15",
-    "cn_mobile",
-    "cn_uscc",
-    "bank_card",
-    "email",
-    "licence_plate",
-    "passport",
-    "pseudonym_key",
-    "raw_identifier",
-)
+
+class Kind(StrEnum):
+    """What a finding is (``Finding.kind``); described in ``detect``."""
+
+    CN_RESIDENT_ID = "cn_resident_id"
+    CN_RESIDENT_ID_15 = "cn_resident_id_15"
+    CN_MOBILE = "cn_mobile"
+    CN_USCC = "cn_uscc"
+    BANK_CARD = "bank_card"
+    EMAIL = "email"
+    LICENCE_PLATE = "licence_plate"
+    PASSPORT = "passport"
+    PSEUDONYM_KEY = "pseudonym_key"
+    RAW_IDENTIFIER = "raw_identifier"
+    OPAQUE_TOKEN = "opaque_token"
+
+
+class Severity(StrEnum):
+    """What a finding does to its output: identifiers and linkage block it; a token that
+    may be a re-encoded pseudonym sends it to a reviewer."""
+
+    BLOCK = "block"
+    REVIEW = "review"
+
+
+KINDS = tuple(Kind)
+SEVERITY = {kind: Severity.BLOCK for kind in Kind} | {Kind.OPAQUE_TOKEN: Severity.REVIEW}
 PROVINCE_CODES = (
     "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
     "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
     "65", "71", "81", "82", "83",
 )  # fmt: skip
 PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
-MIN_PSEUDONYM_PREFIX = 16  # hex chars of a truncated pseudonym still treated as one (64 bits)
+__all__ = ["MIN_PSEUDONYM_PREFIX", "KINDS", "SEVERITY", "Kind", "Severity", "mask"]
 
 # Candidate extraction (RE2). Each family yields maximal runs, so boundaries need no lookaround.
 _RE_NUM = r"[0-9]{11,}[Xx]?"
 _RE_UPPER = r"[0-9A-Z]{9,}"
 _RE_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _RE_PLATE = f"[{PLATE_PROVINCES}][A-Z][·•・ ]?[0-9A-Za-z]{{4,}}[挂学警港澳]?"
-# A cell can only hold a candidate if it matches this (one cheap pass prunes most cells).
-_RE_PREFILTER = f"[0-9A-Z]{{9}}|@|[{PLATE_PROVINCES}][A-Z]|{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"
+# Written backwards: a reversed e-mail (``moc.elpmaxe@resu``), a reversed plate.
+_RE_EMAIL_REV = r"[A-Za-z]{2,}\.[A-Za-z0-9.-]*[A-Za-z0-9-]@[A-Za-z0-9._%+-]+"
+_RE_PLATE_REV = f"[挂学警港澳]?[0-9A-Za-z]{{4,}}[·•・ ]?[A-Z][{PLATE_PROVINCES}]"
+_RE_NUM_REV = r"[Xx]?[0-9]{11,}"
+# A cell can only hold a candidate if it matches this (one cheap pass prunes most cells):
+# also spaced digits and Chinese numerals (11 of them, see ``normalise``) and reversed plates.
+_RE_PREFILTER = (
+    f"[0-9A-Z]{{9}}|@|[{PLATE_PROVINCES}][A-Z]|[A-Z][{PLATE_PROVINCES}]|{FULL_WIDTH_RE}"
+    f"|{GROUPED_DIGITS_RE}|[0-9{CN_NUMERAL_CHARS}](?:[{SEPARATORS}]?[0-9Xx{CN_NUMERAL_CHARS}]){{10}}"
+)
 _RE_HASH = r"[0-9a-fA-F]{32,}"  # digit runs inside these are parts of hashes
 _RE_FRACTION = r"([0-9])\.[0-9]+"
-_RE_HEX = f"[0-9a-f]{{{MIN_PSEUDONYM_PREFIX},}}"
-_RE_TOKEN = r"[0-9A-Za-z@._-]{6,}"
-_RE_FIELD_SPLIT = r"[\s\x{3000},;|\"'=:()\[\]{}<>，；：、。（）【】《》“”‘’]+"
 # Full-match classifiers, shared by the SQL and the Python confirmation.
 _USCC_CHARS = "0-9A-HJ-NP-RTUWXY"
 _RE_USCC = f"[{_USCC_CHARS}]{{2}}[0-9]{{6}}[{_USCC_CHARS}]{{10}}"
 _RE_MOBILE = r"(?:0086|86)?1[3-9][0-9]{9}"
-_RE_CARD = r"[2-69][0-9]{15,18}"
+_RE_CARD = r"[0-9]{16,19}"
+# Issuer prefixes (IIN) of card schemes with 16-19 digit cards: Visa 4; Mastercard 51-55 and
+# 2221-2720; Maestro 50, 56-58, 6; Mir 2200-2204; JCB 3528-3589, Diners 300-305, 309, 36,
+# 38-39; UnionPay 62 and 81; Discover 60, 64-65; Chinese domestic cards 9 (955880, 9559...).
+# A Luhn-valid number with another prefix (a 1-prefixed snowflake ID, a date run) is no card.
+_RE_IIN = (
+    r"(?:4|5[0-8]|222[1-9]|22[3-9]|2[3-6]|27[01]|2720|220[0-4]"
+    r"|3(?:0[0-59]|5[2-8]|[689])|6|81|9)[0-9]*"
+)
 _RE_PASSPORT = r"[EG][0-9]{8}|E[A-HJ-NP-Z][0-9]{7}|[DSP]E[0-9]{7}"
 _RE_PLATE_TAIL = (
     r"[DF][A-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[DF]|[A-HJ-NP-Z0-9]{4}[挂学警港澳]|[A-HJ-NP-Z0-9]{5}"
@@ -157,10 +184,13 @@ def _provinces_sql(expr: str) -> str:
     return f"{expr} IN ({', '.join(sql_str(p) for p in PROVINCE_CODES)})"
 
 
-def _pattern_sql(cells: str) -> str:
-    """Hits ``(_row, _col, kind, value, source)`` of the pattern detectors over ``cells``.
+def _pattern_sql(forms: str) -> str:
+    """Hits ``(_row, _col, kind, value, source, form)`` of the pattern detectors over ``forms``.
 
-    ``cells`` is a relation ``(_row, _col, v)``. Parameters: ``$today`` (DATE), ``$limit``.
+    ``forms`` is a relation ``(_row, _col, f, v)`` (cells and their decoded forms). Besides the
+    candidates as written, each cell offers its digit runs written with separators or in
+    Chinese numerals, and its candidates reversed (digit and code runs, reversed e-mail and
+    plate shapes). Parameters: ``$today`` (DATE), ``$limit``.
     """
     num_text = (
         f"regexp_replace(regexp_replace(n, {sql_str(_RE_HASH)}, ' ', 'g'), "
@@ -176,11 +206,10 @@ def _pattern_sql(cells: str) -> str:
         f"(regexp_full_match(dg, '[0-9]{{15}}') AND {_provinces_sql('left(dg, 2)')} "
         "AND try_strptime('19' || substr(dg, 7, 6), '%Y%m%d') IS NOT NULL)"
     )
-    uscc_ok = (
-        f"(us IS NOT NULL AND {uscc_check_sql('left(us, 17)')} = right(us, 1) "
-        f"AND {org_code_check_sql('substr(us, 9, 8)')} = substr(us, 17, 1))"
-    )
-    card_ok = f"(card IS NOT NULL AND {_luhn_sql('card')})"
+    # Fail closed: the credit code's own check char decides; a wrong embedded organisation
+    # code (GB 11714) does not make a code that passes GB 32100 harmless.
+    uscc_ok = f"(us IS NOT NULL AND {uscc_check_sql('left(us, 17)')} = right(us, 1))"
+    card_ok = f"(card IS NOT NULL AND regexp_full_match(card, {sql_str(_RE_IIN)}) AND {_luhn_sql('card')})"
     plate_tail = "regexp_replace(m, '^.[A-Z][·•・ ]?', '')"
     plate_ok = (
         f"(regexp_full_match(m, '[{PLATE_PROVINCES}][A-HJ-NP-Z].*') "
@@ -197,22 +226,36 @@ def _pattern_sql(cells: str) -> str:
     upper_tails = (
         f"list_transform(list_filter({upper}, lambda t: length(t) > 18), lambda t: right(t, 18))"
     )
-    candidates = (
-        f"list_distinct(list_concat(regexp_extract_all(nt, {sql_str(_RE_NUM)}), {upper}, "
+    plain = (
+        f"list_concat(regexp_extract_all(nt, {sql_str(_RE_NUM)}), {upper}, "
         f"{upper_tails}, regexp_extract_all(n, {sql_str(_RE_EMAIL)}), "
-        f"regexp_extract_all(n, {sql_str(_RE_PLATE)})))"
+        f"regexp_extract_all(n, {sql_str(_RE_PLATE)}))"
+    )
+    backwards = (
+        f"list_concat(regexp_extract_all(nt, {sql_str(_RE_NUM_REV)}), {upper}, "
+        f"regexp_extract_all(n, {sql_str(_RE_EMAIL_REV)}), "
+        f"regexp_extract_all(n, {sql_str(_RE_PLATE_REV)}), sp, cn)"
+    )
+    candidates = (
+        f"list_distinct(list_concat({tag(plain, 'P')}, {tag('sp', 'S')}, {tag('cn', 'N')}, "
+        f"{tag(f'list_transform({backwards}, lambda x: reverse(x))', 'R')}))"
     )
     return f"""
-WITH norm AS (
-    SELECT _row, _col, n, {num_text} AS nt
-    FROM (SELECT _row, _col, {fold_sql("v")} AS n FROM ({cells})
-          WHERE v IS NOT NULL AND length(v) >= 6 AND regexp_matches(v, {sql_str(_RE_PREFILTER)}))
+WITH folded AS (
+    SELECT _row, _col, f, {fold_sql("v")} AS n FROM ({forms})
+    WHERE v IS NOT NULL AND length(v) >= 6 AND regexp_matches(v, {sql_str(_RE_PREFILTER)})
+),
+norm AS (
+    SELECT _row, _col, f, n, {num_text} AS nt, {spaced_runs_sql("n")} AS sp,
+        {numeral_runs_sql("n")} AS cn
+    FROM folded
 ),
 cand AS (
-    SELECT DISTINCT _row, _col, unnest({candidates}) AS m FROM norm
+    SELECT DISTINCT _row, _col, f, tm, substr(tm, 2) AS m
+    FROM (SELECT _row, _col, f, unnest({candidates}) AS tm FROM norm)
 ),
 feat AS (
-    SELECT _row, _col, m,
+    SELECT _row, _col, f, tm, m,
         CASE WHEN regexp_full_match(m, '[0-9]{{17}}[0-9Xx]') THEN upper(m) END AS id18,
         CASE WHEN NOT regexp_full_match(m, '[0-9]{{17}}[Xx]') AND regexp_full_match(m, '[0-9]+[Xx]?')
              THEN rtrim(m, 'Xx') END AS dg,
@@ -222,7 +265,7 @@ feat AS (
     FROM cand
 ),
 classified AS (
-    SELECT _row, _col,
+    SELECT _row, _col, f, tm,
         CASE
             WHEN {id_ok} THEN 'cn_resident_id'
             WHEN {id15_ok} THEN 'cn_resident_id_15'
@@ -244,65 +287,10 @@ SELECT DISTINCT _row, _col, kind,
         WHEN 'licence_plate' THEN regexp_replace(m, '^(.[A-Z])[·•・ ]', '\\1')
         ELSE m
     END AS value,
-    NULL::VARCHAR AS source
+    NULL::VARCHAR AS source,
+    {form_sql("f", "tm")} AS form
 FROM classified WHERE kind IS NOT NULL
 ORDER BY _row, _col NULLS FIRST, kind, value
-LIMIT $limit
-"""
-
-
-def _pseudonym_sql(cells: str, table: str) -> str:
-    """Hits of hex runs in ``cells`` that are a pseudonym, or its first 16+ chars.
-
-    A run longer than 32 chars (``id`` + key, or key + text) offers its first and last 32.
-    """
-    runs = f"regexp_extract_all(lower(v), {sql_str(_RE_HEX)})"
-    tokens = (
-        "list_distinct(list_concat(list_filter(r, lambda t: length(t) <= 32), "
-        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: left(t, 32)), "
-        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: right(t, 32))))"
-    )
-    return f"""
-WITH runs AS (
-    SELECT _row, _col, {runs} AS r FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= {MIN_PSEUDONYM_PREFIX}
-),
-tok AS (SELECT _row, _col, unnest({tokens}) AS t FROM runs WHERE len(r) > 0)
-SELECT DISTINCT tok._row, tok._col, 'pseudonym_key' AS kind, tok.t AS value, NULL::VARCHAR AS source
-FROM tok JOIN {table} p ON left(tok.t, {MIN_PSEUDONYM_PREFIX}) = p.p16 AND starts_with(p.p, tok.t)
-ORDER BY 1, 2 NULLS FIRST, 4
-LIMIT $limit
-"""
-
-
-def _fingerprint_sql(cells: str, fingerprints: str) -> str:
-    """Hits of cells, tokens and delimited fields whose keyed hash is a fingerprint.
-
-    Every non-empty cell (or line) is hashed whole; one holding anything besides token
-    characters is also split into tokens (runs of ``[0-9A-Za-z@._-]``, 6+ chars) and fields
-    (split at whitespace and punctuation, e.g. ``name=张三;``), each hashed too. Each distinct
-    value is hashed once (outputs repeat values: categories, counts, log phrases), and only
-    the few matching values are joined back to their cells.
-    """
-    pieces = (
-        f"list_distinct(list_concat([{key_sql('n')}], "
-        "CASE WHEN regexp_matches(n, '[^0-9A-Za-z@._-]') THEN list_concat("
-        f"regexp_extract_all(n, {sql_str(_RE_TOKEN)}), string_split_regex(n, {sql_str(_RE_FIELD_SPLIT)})"
-        ") ELSE [] END))"
-    )
-    return f"""
-WITH norm AS (
-    SELECT _row, _col, {fold_sql("v")} AS n FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= 2
-),
-piece AS (SELECT _row, _col, upper(unnest({pieces})) AS val FROM norm),
-cell_value AS (SELECT _row, _col, val FROM piece WHERE {fingerprintable_sql("val")}),
-hit AS (
-    SELECT u.val, string_agg(DISTINCT fp.source, ',' ORDER BY fp.source) AS source
-    FROM (SELECT DISTINCT val FROM cell_value) u JOIN {fingerprints} fp ON {hash_sql("u.val")} = fp.h
-    GROUP BY u.val
-)
-SELECT DISTINCT c._row, c._col, 'raw_identifier' AS kind, c.val AS value, hit.source
-FROM cell_value c JOIN hit ON c.val = hit.val
-ORDER BY 1, 2 NULLS FIRST, 4
 LIMIT $limit
 """
 
@@ -318,13 +306,15 @@ def _confirm(kind: str, value: str) -> bool:
     if kind == "cn_resident_id_15":
         return value[:2] in PROVINCE_CODES and _valid_date("19" + value[6:12], None, None)
     if kind == "cn_uscc":
-        return (
-            bool(re.fullmatch(_RE_USCC, value))
-            and uscc.calc_check_digit(value[:17]) == value[17]
-            and org_code_check_char(value[8:16]) == value[16]
-        )
+        return bool(re.fullmatch(_RE_USCC, value)) and uscc.calc_check_digit(value[:17]) == value[
+            17
+        ] == uscc_check_char(value[:17])
     if kind == "bank_card":
-        return bool(re.fullmatch(_RE_CARD, value)) and luhn.is_valid(value)
+        return (
+            bool(re.fullmatch(_RE_CARD, value))
+            and bool(re.fullmatch(_RE_IIN, value))
+            and luhn.is_valid(value)
+        )
     return True
 
 

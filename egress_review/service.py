@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import insert, select
 
-from egress_review.detect import Finding, scan_output, scan_text
+from egress_review.detect import Finding, Severity, scan_output, scan_text
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
 from egress_review.sdc import TableReport, check_dof, check_table
@@ -75,10 +75,15 @@ def check_output(
     result = OutputCheck(name, kind)
     findings = scan_output(path, name, fingerprints=fingerprints, pseudonyms=pseudonyms)
     result.findings = [_finding(f) for f in findings]
-    if findings:
+    if blocking := [f for f in findings if f.severity is Severity.BLOCK]:
         result.status = BLOCKED
         result.notes.append(
-            f"{len(findings)} personal-information finding(s): the output cannot be released"
+            f"{len(blocking)} personal-information finding(s): the output cannot be released"
+        )
+    elif findings:
+        result.status = REVIEW
+        result.notes.append(
+            f"{len(findings)} opaque token(s) that may be pseudonyms: the reviewer must judge them"
         )
     if declared.get("dp"):
         result.dp = declared["dp"]
@@ -441,6 +446,8 @@ def _finding(f: Finding) -> dict[str, Any]:
         "kind": f.kind,
         "masked": f.masked,
         "source": f.source,
+        "form": f.form,
+        "severity": str(f.severity),
     }
 
 

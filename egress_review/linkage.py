@@ -1,0 +1,169 @@
+"""The linkage detectors in SQL: project pseudonyms and keyed fingerprints of raw identifiers.
+
+Both run over the *forms* relation ``(_row, _col, f, v)`` that ``detect._Scanner.run`` builds:
+every cell (``f = 'plain'``) plus the text decoded from its hex, base64 and UUID tokens
+(``normalise.decoded_sql``). Each returns hits ``(_row, _col, kind, value, source, form)``.
+The matching itself is described in ``fingerprints``; the forms in ``normalise``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from egress_review.fingerprint_forms import Shape, shape_gate_sql
+from egress_review.fingerprints import fingerprintable_sql, fold_sql, hash_sql, key_sql
+from egress_review.normalise import Form, numeral_runs_sql, spaced_runs_sql, sql_str
+
+MIN_PSEUDONYM_PREFIX = 16  # hex chars of a truncated pseudonym still treated as one (64 bits)
+_RE_HEX = f"[0-9a-f]{{{MIN_PSEUDONYM_PREFIX},}}"
+_RE_TOKEN = r"[0-9A-Za-z@._-]{6,}"
+_RE_FIELD_SPLIT = r"[\s\x{3000},;|\"'=:()\[\]{}<>，；：、。（）【】《》“”‘’]+"
+_RE_WORDS = "[A-Za-z]+[^A-Za-z0-9]{1,3}[A-Za-z]+"
+# Candidates carry their form as a one-letter tag in front: cheaper than a list of structs.
+TAGS = {"P": Form.PLAIN, "S": Form.SPACED, "N": Form.NUMERALS, "R": Form.REVERSED}
+
+
+def tag(values: str, letter: str) -> str:
+    """SQL: each string of the list ``values`` with the tag ``letter`` in front."""
+    return f"list_transform({values}, lambda x: '{letter}' || x)"
+
+
+def form_sql(f: str, tagged: str) -> str:
+    """SQL: the reported form of a hit: the decoded form of its row, else its tag's form."""
+    whens = " ".join(f"WHEN '{t}' THEN '{form}'" for t, form in TAGS.items())
+    return f"(CASE WHEN {f} <> '{Form.PLAIN}' THEN {f} ELSE CASE left({tagged}, 1) {whens} END END)"
+
+
+def pseudonym_sql(forms: str, table: str) -> str:
+    """Hits of hex runs (as written or reversed) that are a pseudonym, or its first 16+ chars.
+
+    A run longer than 32 chars (``id`` + key, or key + text) offers its first and last 32.
+    Parameter: ``$limit``.
+    """
+    runs = f"regexp_extract_all(lower(v), {sql_str(_RE_HEX)})"
+    tokens = (
+        "list_concat(list_filter(r, lambda t: length(t) <= 32), "
+        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: left(t, 32)), "
+        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: right(t, 32)))"
+    )
+    both = f"list_distinct(list_concat({tag('tk', 'P')}, {tag('list_transform(tk, lambda t: reverse(t))', 'R')}))"
+    return f"""
+WITH runs AS (
+    SELECT _row, _col, f, {runs} AS r FROM ({forms})
+    WHERE v IS NOT NULL AND length(v) >= {MIN_PSEUDONYM_PREFIX}
+),
+tok AS (
+    SELECT _row, _col, f, unnest({both}) AS tt
+    FROM (SELECT _row, _col, f, {tokens} AS tk FROM runs WHERE len(r) > 0)
+)
+SELECT DISTINCT tok._row, tok._col, 'pseudonym_key' AS kind, substr(tok.tt, 2) AS value,
+    NULL::VARCHAR AS source, {form_sql("tok.f", "tok.tt")} AS form
+FROM tok JOIN {table} p
+  ON left(substr(tok.tt, 2), {MIN_PSEUDONYM_PREFIX}) = p.p16 AND starts_with(p.p, substr(tok.tt, 2))
+ORDER BY 1, 2 NULLS FIRST, 4
+LIMIT $limit
+"""
+
+
+def _windows_sql(run: str, low: int, high: int) -> str:
+    """SQL: every substring of ``run`` of ``low`` to ``high`` characters."""
+    return (
+        f"flatten(list_transform(range({low}, {high} + 1), lambda k: "
+        f"list_transform(range(1, length({run}) - k + 2), lambda i: substr({run}, i, k))))"
+    )
+
+
+def _range_of(
+    shapes: Iterable[tuple[Shape, int, int]] | None, shape: Shape
+) -> tuple[int, int] | None:
+    if shapes is None:
+        return (2, 4) if shape is Shape.HAN else (5, 20)
+    found = [(lo, hi) for s, lo, hi in shapes if s is shape]
+    if not found:
+        return None
+    return min(lo for lo, _ in found), max(hi for _, hi in found)
+
+
+def fingerprint_sql(
+    forms: str, fingerprints: str, shapes: Iterable[tuple[Shape, int, int]] | None
+) -> str:
+    """Hits of cells, tokens, fields and name windows whose keyed hash is a fingerprint.
+
+    Every non-empty cell (or line) is hashed whole; one holding anything besides token
+    characters is also split into tokens (runs of ``[0-9A-Za-z@._-]``, 6+ chars) and fields
+    (split at whitespace and punctuation, e.g. ``name=张三;``); digits written spaced or in
+    Chinese numerals are compacted; adjacent Latin words are joined (pinyin ``Liao Sihui``);
+    and every run of Han characters offers its windows of 2-4 characters (a name inside an
+    unsegmented sentence: ``请廖思辉于周一到岗``). Only values of a shape some fingerprint has
+    are hashed (``fingerprint_forms``), each distinct value once (outputs repeat values:
+    categories, counts, log phrases; sentences repeat their words), and only the few matching
+    values are joined back to their cells. Parameters: ``$fpkey``, ``$limit``.
+    """
+    shapes = None if shapes is None else list(shapes)
+    extra = [tag(spaced_runs_sql("n"), "S"), tag(numeral_runs_sql("n"), "N")]
+    words = "[]::VARCHAR[]"
+    if _range_of(shapes, Shape.LATIN) is not None:
+        words = (
+            f"CASE WHEN regexp_matches(n, {sql_str(_RE_WORDS)}) "
+            "THEN regexp_extract_all(n, '[A-Za-z]+') ELSE []::VARCHAR[] END"
+        )
+        joined = (
+            "list_concat(list_transform(range(1, len(w)), lambda i: w[i] || w[i + 1]), "
+            "list_transform(range(1, len(w) - 1), lambda i: w[i] || w[i + 1] || w[i + 2]))"
+        )
+        extra.append(tag(joined, "P"))
+    pieces = (
+        f"list_distinct(list_concat(['P' || {key_sql('n')}], "
+        "CASE WHEN regexp_matches(n, '[^0-9A-Za-z@._-]') THEN "
+        + tag(
+            f"list_concat(regexp_extract_all(n, {sql_str(_RE_TOKEN)}), "
+            f"string_split_regex(n, {sql_str(_RE_FIELD_SPLIT)}))",
+            "P",
+        )
+        + f" ELSE [] END, {', '.join(extra)}))"
+    )
+    gate = shape_gate_sql("substr(tv, 2)", shapes)
+    han = _range_of(shapes, Shape.HAN)
+    windows = ""
+    window_hits = ""
+    if han is not None:
+        windows = f""",
+run AS (
+    SELECT _row, _col, f, unnest(regexp_extract_all(n, '\\p{{Han}}{{{han[0]},}}')) AS r
+    FROM norm WHERE regexp_matches(n, '\\p{{Han}}{{{han[0]}}}')
+),
+win AS (
+    SELECT r, unnest({_windows_sql("r", han[0], han[1])}) AS val FROM (SELECT DISTINCT r FROM run)
+)"""
+        window_hits = """
+UNION
+SELECT run._row, run._col, 'raw_identifier', w.val, w.source, run.f
+FROM run JOIN (SELECT DISTINCT win.r, win.val, hit.source FROM win JOIN hit USING (val)) w
+  USING (r)"""
+    candidates = "SELECT DISTINCT val FROM cell_value" + (
+        " UNION SELECT DISTINCT val FROM win" if han is not None else ""
+    )
+    return f"""
+WITH norm AS (
+    SELECT *, {words} AS w FROM (
+        SELECT _row, _col, f, {fold_sql("v")} AS n FROM ({forms})
+        WHERE v IS NOT NULL AND length(v) >= 2)
+),
+piece AS (SELECT _row, _col, f, upper(unnest({pieces})) AS tv FROM norm),
+cell_value AS (
+    SELECT _row, _col, f, tv, substr(tv, 2) AS val FROM piece
+    WHERE {fingerprintable_sql("substr(tv, 2)")} AND {gate}
+){windows},
+hit AS (
+    SELECT u.val, string_agg(DISTINCT fp.source, ',' ORDER BY fp.source) AS source
+    FROM ({candidates}) u JOIN {fingerprints} fp ON {hash_sql("u.val")} = fp.h
+    GROUP BY u.val
+)
+SELECT * FROM (
+SELECT DISTINCT c._row, c._col, 'raw_identifier' AS kind, c.val AS value, hit.source,
+    {form_sql("c.f", "c.tv")} AS form
+FROM cell_value c JOIN hit ON c.val = hit.val{window_hits}
+)
+ORDER BY 1, 2 NULLS FIRST, 4
+LIMIT $limit
+"""
