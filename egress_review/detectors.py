@@ -208,7 +208,11 @@ def _pattern_sql(forms: str) -> str:
     )
     # Fail closed: the credit code's own check char decides; a wrong embedded organisation
     # code (GB 11714) does not make a code that passes GB 32100 harmless.
-    uscc_ok = f"(us IS NOT NULL AND {uscc_check_sql('left(us, 17)')} = right(us, 1))"
+    # Its region code (chars 3-8) starts with a province code, like a resident ID's.
+    uscc_ok = (
+        f"(us IS NOT NULL AND {uscc_check_sql('left(us, 17)')} = right(us, 1) "
+        f"AND {_provinces_sql('substr(us, 3, 2)')})"
+    )
     card_ok = f"(card IS NOT NULL AND regexp_full_match(card, {sql_str(_RE_IIN)}) AND {_luhn_sql('card')})"
     plate_tail = "regexp_replace(m, '^.[A-Z][·•・ ]?', '')"
     plate_ok = (
