@@ -60,6 +60,10 @@ class Severity(StrEnum):
 
 
 KINDS = tuple(Kind)
+# Kinds looked for in reversed candidates: those whose check (check char, region, prefix) keeps
+# the reverse of an ordinary number from passing. A reversed Luhn-valid number passes Luhn one
+# time in ten, so cards, like passports and plates, are only looked for as written.
+REVERSIBLE = (Kind.CN_RESIDENT_ID, Kind.CN_USCC, Kind.CN_MOBILE, Kind.EMAIL)
 SEVERITY = {kind: Severity.BLOCK for kind in Kind} | {Kind.OPAQUE_TOKEN: Severity.REVIEW}
 PROVINCE_CODES = (
     "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
@@ -293,7 +297,8 @@ SELECT DISTINCT _row, _col, kind,
     END AS value,
     NULL::VARCHAR AS source,
     {form_sql("f", "tm")} AS form
-FROM classified WHERE kind IS NOT NULL
+FROM classified
+WHERE kind IS NOT NULL AND (left(tm, 1) <> 'R' OR kind IN ({", ".join(sql_str(k) for k in REVERSIBLE)}))
 ORDER BY _row, _col NULLS FIRST, kind, value
 LIMIT $limit
 """
