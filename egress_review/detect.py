@@ -82,9 +82,9 @@ from egress_review.detectors import (
     mask,
 )
 from egress_review.fingerprint_forms import REVERSED_SUFFIX
-from egress_review.fingerprints import FingerprintSet, load_pseudonyms, sql_str
+from egress_review.fingerprints import FingerprintSet, fold_sql, load_pseudonyms, sql_str
 from egress_review.linkage import fingerprint_sql, pseudonym_sql
-from egress_review.normalise import FORM_RANK, Form, decoded_sql, opaque_sql
+from egress_review.normalise import FORM_RANK, Form, decoded_sql, opaque_sql, tokens_sql
 from shuyu.errors import PlatformError, ValidationError
 
 # The detection interface, including what moved to detectors (callers import it from here).
@@ -185,44 +185,43 @@ class _Scanner:
     def run(self, cells: str) -> list[_Hit]:
         """All hits over the relation ``cells`` ``(_row, _col, v)``, at most ``limit``.
 
-        The cells are materialised once, with the text their hex, base64 and UUID tokens
-        decode to (``normalise.decoded_sql``); the pattern, pseudonym and fingerprint detectors
-        then run over both, and the opaque-token detector over the cells. When there are more
+        The cells are materialised once, folded (``fingerprints.fold_sql``), with the text
+        their hex, base64 and UUID tokens decode to (``normalise.decoded_sql``); the pattern,
+        pseudonym and fingerprint detectors then run over both, and the opaque-token detector
+        over the tokens. When there are more
         hits than ``limit``, blocking ones are kept first, so a flood of opaque tokens can
         never push an identifier out of the report (and its output from blocked to review).
         """
         params: dict[str, Any] = {"limit": self.limit}
-        cells_table, decoded = "_shuyu_cells", "_shuyu_decoded"
-        self._execute(
-            f"CREATE OR REPLACE TEMP TABLE {cells_table} AS SELECT _row, _col, v "
-            f"FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= 2"
-        )
+        forms, tokens = "_shuyu_forms", "_shuyu_tokens"
+        plain = f"SELECT _row, _col, v FROM {forms} WHERE f = '{Form.PLAIN}'"
+        all_forms, all_tokens = f"SELECT * FROM {forms}", f"SELECT * FROM {tokens}"
         try:
             self._execute(
-                f"CREATE OR REPLACE TEMP TABLE {decoded} AS "
-                f"{decoded_sql(f'SELECT * FROM {cells_table}')}"
+                f"CREATE OR REPLACE TEMP TABLE {forms} AS SELECT _row, _col, "
+                f"'{Form.PLAIN}' AS f, v, {fold_sql('v')} AS n FROM ({cells}) "
+                "WHERE v IS NOT NULL AND length(v) >= 2"
             )
-            forms = (
-                f"SELECT _row, _col, '{Form.PLAIN}' AS f, v FROM {cells_table} "
-                f"UNION ALL SELECT _row, _col, f, v FROM {decoded}"
+            self._execute(f"CREATE OR REPLACE TEMP TABLE {tokens} AS {tokens_sql(plain)}")
+            self._execute(
+                f"INSERT INTO {forms} SELECT _row, _col, f, v, {fold_sql('v')} "
+                f"FROM ({decoded_sql(all_tokens)}) WHERE v IS NOT NULL AND length(v) >= 2"
             )
             hits = [
                 h
-                for h in self._query(_pattern_sql(forms), {**params, "today": _dt.date.today()})
+                for h in self._query(_pattern_sql(all_forms), {**params, "today": _dt.date.today()})
                 if _confirm(h.kind, h.value)
             ]
             if self.has_pseudonyms:
-                hits += self._query(pseudonym_sql(forms, self.PSEUDONYMS), params)
+                hits += self._query(pseudonym_sql(all_forms, self.PSEUDONYMS), params)
             if self.fingerprints is not None and self.fingerprints.paths:
                 sql = fingerprint_sql(
-                    forms, self.fingerprints.relation_sql(), self.fingerprints.shapes
+                    all_forms, self.fingerprints.relation_sql(), self.fingerprints.shapes
                 )
                 hits += self._query(sql, {**params, "fpkey": self.fingerprints.key.hex()})
-            hits += self._query(
-                opaque_sql(f"SELECT * FROM {cells_table}", Kind.OPAQUE_TOKEN), params
-            )
+            hits += self._query(opaque_sql(all_tokens, Kind.OPAQUE_TOKEN), params)
         finally:
-            self._execute(f"DROP TABLE IF EXISTS {decoded}; DROP TABLE IF EXISTS {cells_table}")
+            self._execute(f"DROP TABLE IF EXISTS {tokens}; DROP TABLE IF EXISTS {forms}")
         return _keep(hits, self.limit)
 
     def _execute(self, sql: str) -> None:

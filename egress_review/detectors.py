@@ -25,10 +25,11 @@ from catalog.idcodes import (
     uscc_check_char,
     uscc_check_sql,
 )
-from egress_review.fingerprints import FULL_WIDTH_RE, GROUPED_DIGITS_RE, fold_sql, sql_str
-from egress_review.linkage import MIN_PSEUDONYM_PREFIX, form_sql, tag
+from egress_review.fingerprints import FULL_WIDTH_RE, GROUPED_DIGITS_RE, sql_str
+from egress_review.linkage import MIN_PSEUDONYM_PREFIX, form_sql
 from egress_review.normalise import (
     CN_NUMERAL_CHARS,
+    RE_TWO_SEPARATORS,
     SEPARATORS,
     numeral_runs_sql,
     spaced_runs_sql,
@@ -78,15 +79,17 @@ _RE_NUM = r"[0-9]{11,}[Xx]?"
 _RE_UPPER = r"[0-9A-Z]{9,}"
 _RE_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _RE_PLATE = f"[{PLATE_PROVINCES}][A-Z][·•・ ]?[0-9A-Za-z]{{4,}}[挂学警港澳]?"
-# Written backwards: a reversed e-mail (``moc.elpmaxe@resu``), a reversed plate.
+# Written backwards: a reversed e-mail (``moc.elpmaxe@resu``), a reversed ID ending in X.
 _RE_EMAIL_REV = r"[A-Za-z]{2,}\.[A-Za-z0-9.-]*[A-Za-z0-9-]@[A-Za-z0-9._%+-]+"
-_RE_PLATE_REV = f"[挂学警港澳]?[0-9A-Za-z]{{4,}}[·•・ ]?[A-Z][{PLATE_PROVINCES}]"
 _RE_NUM_REV = r"[Xx]?[0-9]{11,}"
 # A cell can only hold a candidate if it matches this (one cheap pass prunes most cells):
 # also spaced digits and Chinese numerals (11 of them, see ``normalise``) and reversed plates.
 _RE_PREFILTER = (
-    f"[0-9A-Z]{{9}}|@|[{PLATE_PROVINCES}][A-Z]|[A-Z][{PLATE_PROVINCES}]|{FULL_WIDTH_RE}"
-    f"|{GROUPED_DIGITS_RE}|[0-9{CN_NUMERAL_CHARS}](?:[{SEPARATORS}]?[0-9Xx{CN_NUMERAL_CHARS}]){{10}}"
+    # a run of 9 code chars that starts a run (not the digits of a decimal fraction)
+    "(?:^|^\\.|[^0-9A-Z.]|[^0-9]\\.)[0-9A-Z]{9}"
+    f"|@|[{PLATE_PROVINCES}][A-Z]|{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"
+    f"|[0-9][{SEPARATORS}][0-9]+[{SEPARATORS}][0-9]"
+    f"|[{CN_NUMERAL_CHARS}][ .\\-]?[0-9{CN_NUMERAL_CHARS}][ .\\-]?[0-9{CN_NUMERAL_CHARS}]"
 )
 _RE_HASH = r"[0-9a-fA-F]{32,}"  # digit runs inside these are parts of hashes
 _RE_FRACTION = r"([0-9])\.[0-9]+"
@@ -191,7 +194,8 @@ def _provinces_sql(expr: str) -> str:
 def _pattern_sql(forms: str) -> str:
     """Hits ``(_row, _col, kind, value, source, form)`` of the pattern detectors over ``forms``.
 
-    ``forms`` is a relation ``(_row, _col, f, v)`` (cells and their decoded forms). Besides the
+    ``forms`` is a relation ``(_row, _col, f, v, n)`` (cells and their decoded forms, ``n`` the
+    value folded by ``fingerprints.fold_sql``). Besides the
     candidates as written, each cell offers its digit runs written with separators or in
     Chinese numerals, and its candidates reversed (digit and code runs, reversed e-mail and
     plate shapes). Parameters: ``$today`` (DATE), ``$limit``.
@@ -232,38 +236,44 @@ def _pattern_sql(forms: str) -> str:
         "lambda t: regexp_matches(t, '[A-Z]'))"
     )
     upper_tails = (
-        f"list_transform(list_filter({upper}, lambda t: length(t) > 18), lambda t: right(t, 18))"
+        "list_transform(list_filter(up, lambda t: length(t) > 18), lambda t: right(t, 18))"
     )
-    plain = (
-        f"list_concat(regexp_extract_all(nt, {sql_str(_RE_NUM)}), {upper}, "
-        f"{upper_tails}, regexp_extract_all(n, {sql_str(_RE_EMAIL)}), "
-        f"regexp_extract_all(n, {sql_str(_RE_PLATE)}))"
+    has_plate = f"regexp_matches(n, '[{PLATE_PROVINCES}]')"
+    # Backwards, only what a reversible kind can be: digit runs (a reversed ID may start with
+    # its X), 18-char code runs, reversed e-mail shapes, and the spaced and numeral runs.
+    num_rev = (
+        f"CASE WHEN regexp_matches(nt, '[Xx][0-9]{{11}}') "
+        f"THEN regexp_extract_all(nt, {sql_str(_RE_NUM_REV)}) ELSE num END"
     )
-    backwards = (
-        f"list_concat(regexp_extract_all(nt, {sql_str(_RE_NUM_REV)}), {upper}, "
-        f"regexp_extract_all(n, {sql_str(_RE_EMAIL_REV)}), "
-        f"regexp_extract_all(n, {sql_str(_RE_PLATE_REV)}), sp, cn)"
-    )
-    candidates = (
-        f"list_distinct(list_concat({tag(plain, 'P')}, {tag('sp', 'S')}, {tag('cn', 'N')}, "
-        f"{tag(f'list_transform({backwards}, lambda x: reverse(x))', 'R')}))"
-    )
+    backwards = f"list_concat({num_rev}, list_filter(up, lambda t: length(t) = 18), emr, sp, cn)"
     return f"""
-WITH folded AS (
-    SELECT _row, _col, f, {fold_sql("v")} AS n FROM ({forms})
-    WHERE v IS NOT NULL AND length(v) >= 6 AND regexp_matches(v, {sql_str(_RE_PREFILTER)})
+WITH folded AS MATERIALIZED (
+    SELECT _row, _col, f, n, {num_text} AS nt FROM ({forms})
+    WHERE length(v) >= 6 AND regexp_matches(v, {sql_str(_RE_PREFILTER)})
 ),
-norm AS (
-    SELECT _row, _col, f, n, {num_text} AS nt, {spaced_runs_sql("n")} AS sp,
+norm AS MATERIALIZED (
+    SELECT _row, _col, f, n, nt,
+        regexp_extract_all(nt, {sql_str(_RE_NUM)}) AS num,
+        {upper} AS up,
+        CASE WHEN contains(n, '@') THEN regexp_extract_all(n, {sql_str(_RE_EMAIL)}) ELSE [] END AS em,
+        CASE WHEN contains(n, '@') THEN regexp_extract_all(n, {sql_str(_RE_EMAIL_REV)}) ELSE [] END AS emr,
+        CASE WHEN {has_plate} THEN regexp_extract_all(n, {sql_str(_RE_PLATE)}) ELSE [] END AS pl,
+        CASE WHEN regexp_matches(n, {sql_str(RE_TWO_SEPARATORS)}) THEN {spaced_runs_sql("n")}
+             ELSE [] END AS sp,
         {numeral_runs_sql("n")} AS cn
     FROM folded
 ),
 cand AS (
-    SELECT DISTINCT _row, _col, f, tm, substr(tm, 2) AS m
-    FROM (SELECT _row, _col, f, unnest({candidates}) AS tm FROM norm)
+    SELECT DISTINCT * FROM (
+        SELECT _row, _col, f, 'P' AS tg, unnest(list_concat(num, up, {upper_tails}, em, pl)) AS m
+        FROM norm
+        UNION ALL SELECT _row, _col, f, 'S', unnest(sp) FROM norm WHERE len(sp) > 0
+        UNION ALL SELECT _row, _col, f, 'N', unnest(cn) FROM norm WHERE len(cn) > 0
+        UNION ALL SELECT _row, _col, f, 'R', reverse(unnest({backwards})) FROM norm
+    )
 ),
 feat AS (
-    SELECT _row, _col, f, tm, m,
+    SELECT _row, _col, f, tg, m,
         CASE WHEN regexp_full_match(m, '[0-9]{{17}}[0-9Xx]') THEN upper(m) END AS id18,
         CASE WHEN NOT regexp_full_match(m, '[0-9]{{17}}[Xx]') AND regexp_full_match(m, '[0-9]+[Xx]?')
              THEN rtrim(m, 'Xx') END AS dg,
@@ -273,7 +283,7 @@ feat AS (
     FROM cand
 ),
 classified AS (
-    SELECT _row, _col, f, tm,
+    SELECT _row, _col, f, tg,
         CASE
             WHEN {id_ok} THEN 'cn_resident_id'
             WHEN {id15_ok} THEN 'cn_resident_id_15'
@@ -296,9 +306,9 @@ SELECT DISTINCT _row, _col, kind,
         ELSE m
     END AS value,
     NULL::VARCHAR AS source,
-    {form_sql("f", "tm")} AS form
+    {form_sql("f", "tg")} AS form
 FROM classified
-WHERE kind IS NOT NULL AND (left(tm, 1) <> 'R' OR kind IN ({", ".join(sql_str(k) for k in REVERSIBLE)}))
+WHERE kind IS NOT NULL AND (tg <> 'R' OR kind IN ({", ".join(sql_str(k) for k in REVERSIBLE)}))
 ORDER BY _row, _col NULLS FIRST, kind, value
 LIMIT $limit
 """

@@ -11,8 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from egress_review.fingerprint_forms import Shape, shape_gate_sql
-from egress_review.fingerprints import fingerprintable_sql, fold_sql, hash_sql, key_sql
-from egress_review.normalise import Form, numeral_runs_sql, spaced_runs_sql, sql_str
+from egress_review.fingerprints import fingerprintable_sql, hash_sql, key_sql
+from egress_review.normalise import (
+    RE_TWO_SEPARATORS,
+    Form,
+    numeral_runs_sql,
+    spaced_runs_sql,
+    sql_str,
+)
 
 MIN_PSEUDONYM_PREFIX = 16  # hex chars of a truncated pseudonym still treated as one (64 bits)
 _RE_HEX = f"[0-9a-f]{{{MIN_PSEUDONYM_PREFIX},}}"
@@ -84,45 +90,67 @@ def _range_of(
     return min(lo for lo, _ in found), max(hi for _, hi in found)
 
 
+def _could_hold_sql(expr: str, shapes: list[tuple[Shape, int, int]] | None) -> str:
+    """SQL predicate: a cell could hold a piece of a fingerprinted shape (TRUE if unknown)."""
+    if shapes is None:
+        return "TRUE"
+    parts = []
+    for shape in Shape:
+        found = _range_of(shapes, shape)
+        if found is None:
+            continue
+        low = found[0]
+        parts.append(
+            {
+                Shape.DIGITS: f"[0-9]{{{low}}}",
+                Shape.HAN: f"\\p{{Han}}{{{low}}}",
+                Shape.LATIN: f"[A-Za-z]{{{low}}}",
+                Shape.CODE: f"[0-9A-Za-z]{{{low}}}",
+                Shape.OTHER: f".{{{low}}}",
+            }[shape]
+        )
+    return f"regexp_matches({expr}, {sql_str('|'.join(parts))})" if parts else "FALSE"
+
+
 def fingerprint_sql(
     forms: str, fingerprints: str, shapes: Iterable[tuple[Shape, int, int]] | None
 ) -> str:
     """Hits of cells, tokens, fields and name windows whose keyed hash is a fingerprint.
 
-    Every non-empty cell (or line) is hashed whole; one holding anything besides token
-    characters is also split into tokens (runs of ``[0-9A-Za-z@._-]``, 6+ chars) and fields
-    (split at whitespace and punctuation, e.g. ``name=张三;``); digits written spaced or in
-    Chinese numerals are compacted; adjacent Latin words are joined (pinyin ``Liao Sihui``);
-    and every run of Han characters offers its windows of 2-4 characters (a name inside an
-    unsegmented sentence: ``请廖思辉于周一到岗``). Only values of a shape some fingerprint has
-    are hashed (``fingerprint_forms``), each distinct value once (outputs repeat values:
-    categories, counts, log phrases; sentences repeat their words), and only the few matching
-    values are joined back to their cells. Parameters: ``$fpkey``, ``$limit``.
+    ``forms`` is ``(_row, _col, f, v, n)`` (``n`` folded). Every non-empty cell (or line) is
+    hashed whole; one holding anything besides token characters is also split into tokens
+    (runs of ``[0-9A-Za-z@._-]``, 6+ chars) and fields (split at whitespace and punctuation,
+    e.g. ``name=张三;``); digits written spaced or in Chinese numerals are compacted; adjacent
+    Latin words are joined (pinyin ``Liao Sihui``); and every run of Han characters offers its
+    windows of 2-4 characters (a name inside an unsegmented sentence: ``请廖思辉于周一到岗``).
+    Each of these is a branch gated by a regular expression on the cell, so cells that cannot
+    hold a piece cost one test. Only values of a shape some fingerprint has are hashed
+    (``fingerprint_forms``), each distinct value once (outputs repeat values: categories,
+    counts, log phrases; sentences repeat their words), and only the few matching values are
+    joined back to their cells. Parameters: ``$fpkey``, ``$limit``.
     """
     shapes = None if shapes is None else list(shapes)
-    extra = [tag(spaced_runs_sql("n"), "S"), tag(numeral_runs_sql("n"), "N")]
-    words = "[]::VARCHAR[]"
+    could = _could_hold_sql("n", shapes)
+    branches = [
+        f"SELECT _row, _col, f, 'P' AS t, {key_sql('n')} AS val FROM src",
+        f"SELECT _row, _col, f, 'P', upper(unnest(list_concat("
+        f"regexp_extract_all(n, {sql_str(_RE_TOKEN)}), string_split_regex(n, {sql_str(_RE_FIELD_SPLIT)})"
+        f"))) FROM src WHERE regexp_matches(n, '[^0-9A-Za-z@._-]') AND {could}",
+        f"SELECT _row, _col, f, 'S', unnest({spaced_runs_sql('n')}) FROM src "
+        f"WHERE regexp_matches(n, {sql_str(RE_TWO_SEPARATORS)})",
+        f"SELECT _row, _col, f, 'N', unnest({numeral_runs_sql('n')}) FROM src",
+    ]
     if _range_of(shapes, Shape.LATIN) is not None:
-        words = (
-            f"CASE WHEN regexp_matches(n, {sql_str(_RE_WORDS)}) "
-            "THEN regexp_extract_all(n, '[A-Za-z]+') ELSE []::VARCHAR[] END"
-        )
         joined = (
             "list_concat(list_transform(range(1, len(w)), lambda i: w[i] || w[i + 1]), "
             "list_transform(range(1, len(w) - 1), lambda i: w[i] || w[i + 1] || w[i + 2]))"
         )
-        extra.append(tag(joined, "P"))
-    pieces = (
-        f"list_distinct(list_concat(['P' || {key_sql('n')}], "
-        "CASE WHEN regexp_matches(n, '[^0-9A-Za-z@._-]') THEN "
-        + tag(
-            f"list_concat(regexp_extract_all(n, {sql_str(_RE_TOKEN)}), "
-            f"string_split_regex(n, {sql_str(_RE_FIELD_SPLIT)}))",
-            "P",
+        branches.append(
+            f"SELECT _row, _col, f, 'P', upper(unnest({joined})) FROM "
+            f"(SELECT _row, _col, f, regexp_extract_all(n, '[A-Za-z]+') AS w FROM src "
+            f"WHERE regexp_matches(n, {sql_str(_RE_WORDS)}))"
         )
-        + f" ELSE [] END, {', '.join(extra)}))"
-    )
-    gate = shape_gate_sql("substr(tv, 2)", shapes)
+    gate = shape_gate_sql("val", shapes)
     han = _range_of(shapes, Shape.HAN)
     windows = ""
     window_hits = ""
@@ -130,7 +158,7 @@ def fingerprint_sql(
         windows = f""",
 run AS (
     SELECT _row, _col, f, unnest(regexp_extract_all(n, '\\p{{Han}}{{{han[0]},}}')) AS r
-    FROM norm WHERE regexp_matches(n, '\\p{{Han}}{{{han[0]}}}')
+    FROM src WHERE regexp_matches(n, '\\p{{Han}}{{{han[0]}}}')
 ),
 win AS (
     SELECT r, unnest({_windows_sql("r", han[0], han[1])}) AS val FROM (SELECT DISTINCT r FROM run)
@@ -143,16 +171,13 @@ FROM run JOIN (SELECT DISTINCT win.r, win.val, hit.source FROM win JOIN hit USIN
     candidates = "SELECT DISTINCT val FROM cell_value" + (
         " UNION SELECT DISTINCT val FROM win" if han is not None else ""
     )
+    union = "\n    UNION ALL ".join(branches)
     return f"""
-WITH norm AS (
-    SELECT *, {words} AS w FROM (
-        SELECT _row, _col, f, {fold_sql("v")} AS n FROM ({forms})
-        WHERE v IS NOT NULL AND length(v) >= 2)
-),
-piece AS (SELECT _row, _col, f, upper(unnest({pieces})) AS tv FROM norm),
+WITH src AS (SELECT _row, _col, f, n FROM ({forms}) WHERE length(n) >= 2),
 cell_value AS (
-    SELECT _row, _col, f, tv, substr(tv, 2) AS val FROM piece
-    WHERE {fingerprintable_sql("substr(tv, 2)")} AND {gate}
+    SELECT * FROM (
+    {union})
+    WHERE {gate} AND {fingerprintable_sql("val")}
 ){windows},
 hit AS (
     SELECT u.val, string_agg(DISTINCT fp.source, ',' ORDER BY fp.source) AS source
@@ -161,7 +186,7 @@ hit AS (
 )
 SELECT * FROM (
 SELECT DISTINCT c._row, c._col, 'raw_identifier' AS kind, c.val AS value, hit.source,
-    {form_sql("c.f", "c.tv")} AS form
+    {form_sql("c.f", "c.t")} AS form
 FROM cell_value c JOIN hit ON c.val = hit.val{window_hits}
 )
 ORDER BY 1, 2 NULLS FIRST, 4

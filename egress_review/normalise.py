@@ -139,7 +139,7 @@ RE_NUMERAL_RUN = f"[{CN_NUMERAL_CHARS}0-9](?:[ .\\-]?[{CN_NUMERAL_CHARS}0-9Xx]){
 # digits. Only runs with at least two separators are new (one dot is a decimal fraction).
 SEPARATORS = " .\\-_/·"
 RE_SPACED_RUN = f"[0-9](?:[{SEPARATORS}]?[0-9Xx]){{10,}}"
-_RE_TWO_SEPARATORS = f"[0-9][{SEPARATORS}][0-9].*[{SEPARATORS}][0-9]"
+RE_TWO_SEPARATORS = f"[0-9][{SEPARATORS}][0-9].*[{SEPARATORS}][0-9]"
 
 # --------------------------------------------------------------------------- tokens
 
@@ -151,7 +151,8 @@ RE_B64_TOKEN = (
     f"[A-Za-z0-9+/]{{{MIN_OPAQUE_CHARS},}}={{0,2}}|[A-Za-z0-9_\\-]{{{MIN_OPAQUE_CHARS},}}"
 )
 # Hex of UTF-8 text: printable ASCII bytes, or 2- and 3-byte sequences (CJK). Gating on this
-# keeps decode() (which raises on invalid UTF-8, and raising is slow) off random hex.
+# keeps decode() (which raises on invalid UTF-8, and raising is slow) off random hex; the gate
+# is repeated inside a CASE because the optimiser may evaluate a projection before a filter.
 RE_UTF8_HEX = (
     "(?:[2-7][0-9a-fA-F]|[cC][2-9a-fA-F][89abAB][0-9a-fA-F]|[dD][0-9a-fA-F][89abAB][0-9a-fA-F]"
     "|[eE][1-9a-cA-CefEF](?:[89abAB][0-9a-fA-F]){2})+"
@@ -186,13 +187,24 @@ def spaced_runs_sql(expr: str) -> str:
     """Digit runs written with 2+ separators (``138.1234.5678``), compacted."""
     runs = (
         f"list_filter(regexp_extract_all({expr}, {sql_str(RE_SPACED_RUN)}), "
-        f"lambda t: regexp_matches(t, {sql_str(_RE_TWO_SEPARATORS)}))"
+        f"lambda t: regexp_matches(t, {sql_str(RE_TWO_SEPARATORS)}))"
     )
     return f"list_transform({runs}, lambda t: regexp_replace(t, '[^0-9Xx]', '', 'g'))"
 
 
-def decoded_sql(cells: str) -> str:
-    """Decoded forms ``(_row, _col, f, v)`` of the hex, base64 and UUID tokens of ``cells``.
+def tokens_sql(cells: str) -> str:
+    """Long tokens ``(_row, _col, t)`` of ``cells``: what may be hex, base64 or a UUID.
+
+    Extracted once per scan; :func:`decoded_sql` and :func:`opaque_sql` both read them.
+    """
+    return f"""
+SELECT DISTINCT _row, _col, unnest(regexp_extract_all(v, {sql_str(RE_TOKEN)})) AS t
+FROM ({cells}) WHERE regexp_matches(v, {sql_str(RE_TOKEN)})
+"""
+
+
+def decoded_sql(tokens: str) -> str:
+    """Decoded forms ``(_row, _col, f, v)`` of the hex, base64 and UUID ``tokens``.
 
     Hex and base64 tokens yield their text when it is UTF-8; a base64 token also yields its
     bytes as lower-case hex (a pseudonym's 16 bytes written as base64 is 22 characters).
@@ -201,15 +213,11 @@ def decoded_sql(cells: str) -> str:
         "rpad(translate(t, '-_', '+/'), CAST(ceil(length(rtrim(t, '=')) / 4) * 4 AS INTEGER), '=')"
     )
     return f"""
-WITH tok AS (
-    SELECT DISTINCT _row, _col, unnest(regexp_extract_all(v, {sql_str(RE_TOKEN)})) AS t
-    FROM ({cells}) WHERE regexp_matches(v, {sql_str(RE_TOKEN)})
-),
-typed AS (
+WITH typed AS (
     SELECT _row, _col, t,
         regexp_full_match(t, {sql_str(RE_UUID)}) AS is_uuid,
         regexp_full_match(t, {sql_str(RE_HEX_TOKEN)}) AS is_hex
-    FROM tok
+    FROM ({tokens})
 ),
 b64 AS (
     SELECT _row, _col, lower(hex(try(from_base64({b64})))) AS hx FROM typed
@@ -218,18 +226,20 @@ b64 AS (
 )
 SELECT _row, _col, '{Form.UUID}' AS f, replace(t, '-', '') AS v FROM typed WHERE is_uuid
 UNION ALL
-SELECT _row, _col, '{Form.HEX}', decode(unhex(t)) FROM typed
+SELECT _row, _col, '{Form.HEX}', CASE WHEN regexp_full_match(t, {sql_str(RE_UTF8_HEX)})
+    THEN try(decode(unhex(t))) END FROM typed
 WHERE is_hex AND length(t) % 2 = 0 AND regexp_full_match(t, {sql_str(RE_UTF8_HEX)})
 UNION ALL
 SELECT _row, _col, '{Form.BASE64}', hx FROM b64 WHERE length(hx) >= {MIN_OPAQUE_CHARS}
 UNION ALL
-SELECT _row, _col, '{Form.BASE64}', decode(unhex(hx)) FROM b64
+SELECT _row, _col, '{Form.BASE64}', CASE WHEN regexp_full_match(hx, {sql_str(RE_UTF8_HEX)})
+    THEN try(decode(unhex(hx))) END FROM b64
 WHERE regexp_full_match(hx, {sql_str(RE_UTF8_HEX)})
 """
 
 
-def opaque_sql(cells: str, kind: str) -> str:
-    """Hits ``(_row, _col, kind, value, source, form)`` of long opaque tokens in ``cells``.
+def opaque_sql(tokens: str, kind: str) -> str:
+    """Hits ``(_row, _col, kind, value, source, form)`` of the opaque ones of ``tokens``.
 
     A hex token needs a letter and a digit (a long number is no token); a base64 token needs
     upper- and lower-case letters and a digit (words and ``snake_case`` names are not tokens).
@@ -245,8 +255,7 @@ def opaque_sql(cells: str, kind: str) -> str:
     return f"""
 SELECT DISTINCT _row, _col, '{kind}' AS kind, t AS value, NULL::VARCHAR AS source,
     '{Form.PLAIN}' AS form
-FROM (SELECT _row, _col, unnest(regexp_extract_all(v, {sql_str(RE_TOKEN)})) AS t
-      FROM ({cells}) WHERE regexp_matches(v, {sql_str(RE_TOKEN)}))
+FROM ({tokens})
 WHERE {opaque}
 ORDER BY 1, 2 NULLS FIRST, 4
 LIMIT $limit
