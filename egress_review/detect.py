@@ -213,7 +213,7 @@ class _Scanner:
                 if _confirm(h.kind, h.value)
             ]
             if self.has_pseudonyms:
-                hits += self._query(pseudonym_sql(all_forms, self.PSEUDONYMS), params)
+                hits += self._query(pseudonym_sql(all_tokens, all_forms, self.PSEUDONYMS), params)
             if self.fingerprints is not None and self.fingerprints.paths:
                 sql = fingerprint_sql(
                     all_forms, self.fingerprints.relation_sql(), self.fingerprints.shapes

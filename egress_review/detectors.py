@@ -229,11 +229,11 @@ def _pattern_sql(forms: str) -> str:
         f"AND (length({plate_tail}) <> 5 OR NOT regexp_full_match({plate_tail}, '[A-Z0-9]{{5}}') "
         f"OR length(regexp_replace({plate_tail}, '[^0-9]', '', 'g')) >= 3))"
     )
-    # Upper-case runs add what digit runs miss: codes holding letters (credit codes, passports);
-    # a run longer than 18 (``USCC91150...``) also offers its last 18 chars as a credit code.
+    # Upper-case runs add what digit runs miss: codes holding letters (credit codes, passports:
+    # 18 and 9 chars); a run longer than 18 (``USCC91150...``) also offers its last 18 chars as a credit code.
     upper = (
         f"list_filter(regexp_extract_all(nt, {sql_str(_RE_UPPER)}), "
-        "lambda t: regexp_matches(t, '[A-Z]'))"
+        "lambda t: (length(t) = 9 OR length(t) >= 18) AND regexp_matches(t, '[A-Z]'))"
     )
     upper_tails = (
         "list_transform(list_filter(up, lambda t: length(t) > 18), lambda t: right(t, 18))"

@@ -90,10 +90,11 @@ def fold_sql(expr: str) -> str:
         return value
 
     folded = f"translate({expr}, {sql_str(_FULL)}, {sql_str(_HALF)})"
+    either = f"{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"  # one pass for the many values needing neither
     return (
-        f"(CASE WHEN regexp_matches({expr}, {sql_str(FULL_WIDTH_RE)}) THEN {compact(folded)} "
-        f"WHEN regexp_matches({expr}, {sql_str(GROUPED_DIGITS_RE)}) THEN {compact(expr)} "
-        f"ELSE {expr} END)"
+        f"(CASE WHEN NOT regexp_matches({expr}, {sql_str(either)}) THEN {expr} "
+        f"WHEN regexp_matches({expr}, {sql_str(FULL_WIDTH_RE)}) THEN {compact(folded)} "
+        f"ELSE {compact(expr)} END)"
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from egress_review.fingerprint_forms import Shape, shape_gate_sql
 from egress_review.fingerprints import fingerprintable_sql, hash_sql, key_sql
 from egress_review.normalise import (
+    CN_NUMERAL_CHARS,
     RE_TWO_SEPARATORS,
     Form,
     numeral_runs_sql,
@@ -40,32 +41,38 @@ def form_sql(f: str, tagged: str) -> str:
     return f"(CASE WHEN {f} <> '{Form.PLAIN}' THEN {f} ELSE CASE left({tagged}, 1) {whens} END END)"
 
 
-def pseudonym_sql(forms: str, table: str) -> str:
+def pseudonym_sql(tokens: str, forms: str, table: str) -> str:
     """Hits of hex runs (as written or reversed) that are a pseudonym, or its first 16+ chars.
 
-    A run longer than 32 chars (``id`` + key, or key + text) offers its first and last 32.
-    Parameter: ``$limit``.
+    Hex runs of 16+ chars lie inside the long ``tokens`` of the cells (``normalise.tokens_sql``),
+    so only those are searched, with the decoded rows of ``forms``. A run longer than 32 chars
+    (``id`` + key, or key + text) offers its first and last 32. Parameter: ``$limit``.
     """
     runs = f"regexp_extract_all(lower(v), {sql_str(_RE_HEX)})"
-    tokens = (
+    tokens_of = (
         "list_concat(list_filter(r, lambda t: length(t) <= 32), "
         "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: left(t, 32)), "
         "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: right(t, 32)))"
     )
-    both = f"list_distinct(list_concat({tag('tk', 'P')}, {tag('list_transform(tk, lambda t: reverse(t))', 'R')}))"
     return f"""
-WITH runs AS (
-    SELECT _row, _col, f, {runs} AS r FROM ({forms})
-    WHERE v IS NOT NULL AND length(v) >= {MIN_PSEUDONYM_PREFIX}
+WITH src AS (
+    SELECT _row, _col, '{Form.PLAIN}' AS f, t AS v FROM ({tokens})
+    WHERE regexp_matches(t, '[0-9a-fA-F]{{{MIN_PSEUDONYM_PREFIX}}}')
+    UNION ALL
+    SELECT _row, _col, f, v FROM ({forms})
+    WHERE f <> '{Form.PLAIN}' AND regexp_matches(v, '[0-9a-fA-F]{{{MIN_PSEUDONYM_PREFIX}}}')
 ),
 tok AS (
-    SELECT _row, _col, f, unnest({both}) AS tt
-    FROM (SELECT _row, _col, f, {tokens} AS tk FROM runs WHERE len(r) > 0)
+    SELECT _row, _col, f, unnest({tokens_of}) AS t FROM (SELECT _row, _col, f, {runs} AS r FROM src)
+),
+both_ways AS (
+    SELECT _row, _col, f, 'P' AS tg, t FROM tok
+    UNION ALL SELECT _row, _col, f, 'R', reverse(t) FROM tok
 )
-SELECT DISTINCT tok._row, tok._col, 'pseudonym_key' AS kind, substr(tok.tt, 2) AS value,
-    NULL::VARCHAR AS source, {form_sql("tok.f", "tok.tt")} AS form
-FROM tok JOIN {table} p
-  ON left(substr(tok.tt, 2), {MIN_PSEUDONYM_PREFIX}) = p.p16 AND starts_with(p.p, substr(tok.tt, 2))
+SELECT DISTINCT b._row, b._col, 'pseudonym_key' AS kind, b.t AS value,
+    NULL::VARCHAR AS source, {form_sql("b.f", "b.tg")} AS form
+FROM both_ways b JOIN {table} p
+  ON left(b.t, {MIN_PSEUDONYM_PREFIX}) = p.p16 AND starts_with(p.p, b.t)
 ORDER BY 1, 2 NULLS FIRST, 4
 LIMIT $limit
 """
@@ -91,10 +98,11 @@ def _range_of(
 
 
 def _could_hold_sql(expr: str, shapes: list[tuple[Shape, int, int]] | None) -> str:
-    """SQL predicate: a cell could hold a piece of a fingerprinted shape (TRUE if unknown)."""
+    """SQL predicate: a cell could hold a piece of a fingerprinted shape (TRUE if unknown),
+    as written, spaced or in Chinese numerals: one regular-expression pass per cell."""
     if shapes is None:
         return "TRUE"
-    parts = []
+    parts = [RE_TWO_SEPARATORS, f"[{CN_NUMERAL_CHARS}]{{2}}"]
     for shape in Shape:
         found = _range_of(shapes, shape)
         if found is None:
@@ -104,12 +112,12 @@ def _could_hold_sql(expr: str, shapes: list[tuple[Shape, int, int]] | None) -> s
             {
                 Shape.DIGITS: f"[0-9]{{{low}}}",
                 Shape.HAN: f"\\p{{Han}}{{{low}}}",
-                Shape.LATIN: f"[A-Za-z]{{{low}}}",
+                Shape.LATIN: f"[A-Za-z]{{{low}}}|{_RE_WORDS}",  # or words to join
                 Shape.CODE: f"[0-9A-Za-z]{{{low}}}",
                 Shape.OTHER: f".{{{low}}}",
             }[shape]
         )
-    return f"regexp_matches({expr}, {sql_str('|'.join(parts))})" if parts else "FALSE"
+    return f"regexp_matches({expr}, {sql_str('|'.join(parts))})"
 
 
 def fingerprint_sql(
@@ -130,12 +138,11 @@ def fingerprint_sql(
     joined back to their cells. Parameters: ``$fpkey``, ``$limit``.
     """
     shapes = None if shapes is None else list(shapes)
-    could = _could_hold_sql("n", shapes)
     branches = [
         f"SELECT _row, _col, f, 'P' AS t, {key_sql('n')} AS val FROM src",
         f"SELECT _row, _col, f, 'P', upper(unnest(list_concat("
         f"regexp_extract_all(n, {sql_str(_RE_TOKEN)}), string_split_regex(n, {sql_str(_RE_FIELD_SPLIT)})"
-        f"))) FROM src WHERE regexp_matches(n, '[^0-9A-Za-z@._-]') AND {could}",
+        f"))) FROM src WHERE regexp_matches(n, '[^0-9A-Za-z@._-]')",
         f"SELECT _row, _col, f, 'S', unnest({spaced_runs_sql('n')}) FROM src "
         f"WHERE regexp_matches(n, {sql_str(RE_TWO_SEPARATORS)})",
         f"SELECT _row, _col, f, 'N', unnest({numeral_runs_sql('n')}) FROM src",
@@ -173,7 +180,9 @@ FROM run JOIN (SELECT DISTINCT win.r, win.val, hit.source FROM win JOIN hit USIN
     )
     union = "\n    UNION ALL ".join(branches)
     return f"""
-WITH src AS (SELECT _row, _col, f, n FROM ({forms}) WHERE length(n) >= 2),
+WITH src AS MATERIALIZED (
+    SELECT _row, _col, f, n FROM ({forms}) WHERE length(n) >= 2 AND {_could_hold_sql("n", shapes)}
+),
 cell_value AS (
     SELECT * FROM (
     {union})

@@ -199,7 +199,7 @@ def tokens_sql(cells: str) -> str:
     """
     return f"""
 SELECT DISTINCT _row, _col, unnest(regexp_extract_all(v, {sql_str(RE_TOKEN)})) AS t
-FROM ({cells}) WHERE regexp_matches(v, {sql_str(RE_TOKEN)})
+FROM ({cells}) WHERE length(v) >= {MIN_OPAQUE_CHARS} AND regexp_matches(v, {sql_str(RE_TOKEN)})
 """
 
 
