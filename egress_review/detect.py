@@ -18,12 +18,14 @@ cn_resident_id_15      Legacy 15 digits: province code, ``YYMMDD`` a real 19YY d
                        sequence. There is no check char, so any such 15-digit number is one.
 cn_mobile              ``1[3-9]`` + 9 digits, optionally after ``86``/``0086``/``+86``; also
                        written ``138 1234 5678`` or ``138-1234-5678``.
-cn_uscc                GB 32100: 2 chars + 6-digit region + 9-char organisation code + check
-                       char, all from the credit-code alphabet, with both check chars right
-                       (GB 32100's and the embedded GB 11714 organisation code's).
-bank_card              16..19 digits (also in groups of four), Luhn-valid, first digit 2-6 or 9
-                       (card schemes; excludes the 1-prefixed 18-19 digit snowflake IDs of
-                       logs), and not a valid resident ID or credit code.
+cn_uscc                GB 32100: 2 chars + 6-digit region (a province code first) + 9-char
+                       organisation code + check char, all from the credit-code alphabet, with
+                       GB 32100's check char right. Fail closed: a wrong embedded GB 11714
+                       organisation check char does not clear it.
+bank_card              16..19 digits (also in groups of four), Luhn-valid, with a plausible
+                       issuer prefix (Visa, Mastercard, UnionPay 62/81, JCB, Diners, Discover,
+                       Mir, Chinese domestic 9...: not the 1-prefixed snowflake IDs of logs),
+                       and not a valid resident ID or credit code.
 email                  ``local@domain.tld``.
 licence_plate          Province abbreviation + letter + 5 chars (at least 3 digits), the
                        new-energy 6-char forms ``[DF]x dddd`` / ``ddddd[DF]``, or 4 chars +
@@ -34,8 +36,15 @@ passport               Chinese passports: ``E``/``G`` + 8 digits, ``E`` + letter
 pseudonym_key          A pseudonym of the project (``pseudonyms=`` workspace), whole or
                        truncated to at least 16 hex chars (see ``fingerprints``).
 raw_identifier         A value of a granted dataset's direct-identifier column
-                       (``fingerprints=``); ``Finding.source`` names the column.
+                       (``fingerprints=``); ``Finding.source`` names the column (``(pinyin)``,
+                       ``(reversed)``: the form fingerprinted at registration).
+opaque_token           Severity *review*, not block: hex or base64 of 16+ chars, or a UUID,
+                       that matches nothing (a possible re-encoded pseudonym).
 =====================  ======================================================================
+
+Every identifier is also looked for in disguise (``Finding.form``, see ``normalise``): NFKC
+and full-width forms, Chinese numerals, digits separated by spaces, dots or dashes, reversed,
+and inside hex, base64 and UUID tokens.
 
 Boundaries: numbers are maximal digit runs (a mobile inside a 12-digit run is not one); digits
 after ``<digit>.`` are a fraction (``0.13812345678`` holds no mobile) and digit runs inside
