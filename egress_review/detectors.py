@@ -85,8 +85,9 @@ _RE_NUM_REV = r"[Xx]?[0-9]{11,}"
 # A cell can only hold a candidate if it matches this (one cheap pass prunes most cells):
 # also spaced digits and Chinese numerals (11 of them, see ``normalise``) and reversed plates.
 _RE_PREFILTER = (
-    # a run of 9 code chars that starts a run (not the digits of a decimal fraction)
-    "(?:^|^\\.|[^0-9A-Z.]|[^0-9]\\.)[0-9A-Z]{9}"
+    # runs (not the digits of a decimal fraction) of exactly 9 code chars (a passport), of 11+
+    # digits, of 18+ code chars (a credit code)
+    "(?:^|^\\.|[^0-9A-Z.]|[^0-9]\\.)(?:[0-9A-Z]{9}(?:$|[^0-9A-Z])|[0-9]{11}|[0-9A-Z]{18})"
     f"|@|[{PLATE_PROVINCES}][A-Z]|{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"
     f"|[0-9][{SEPARATORS}][0-9]+[{SEPARATORS}][0-9]"
     f"|[{CN_NUMERAL_CHARS}][ .\\-]?[0-9{CN_NUMERAL_CHARS}][ .\\-]?[0-9{CN_NUMERAL_CHARS}]"
