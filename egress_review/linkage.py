@@ -49,11 +49,6 @@ def pseudonym_sql(tokens: str, forms: str, table: str) -> str:
     (``id`` + key, or key + text) offers its first and last 32. Parameter: ``$limit``.
     """
     runs = f"regexp_extract_all(lower(v), {sql_str(_RE_HEX)})"
-    tokens_of = (
-        "list_concat(list_filter(r, lambda t: length(t) <= 32), "
-        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: left(t, 32)), "
-        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: right(t, 32)))"
-    )
     return f"""
 WITH src AS (
     SELECT _row, _col, '{Form.PLAIN}' AS f, t AS v FROM ({tokens})
@@ -62,8 +57,10 @@ WITH src AS (
     SELECT _row, _col, f, v FROM ({forms})
     WHERE f <> '{Form.PLAIN}' AND regexp_matches(v, '[0-9a-fA-F]{{{MIN_PSEUDONYM_PREFIX}}}')
 ),
+run AS (SELECT _row, _col, f, unnest({runs}) AS r FROM src),
 tok AS (
-    SELECT _row, _col, f, unnest({tokens_of}) AS t FROM (SELECT _row, _col, f, {runs} AS r FROM src)
+    SELECT _row, _col, f, left(r, 32) AS t FROM run
+    UNION ALL SELECT _row, _col, f, right(r, 32) FROM run WHERE length(r) > 32
 ),
 both_ways AS (
     SELECT _row, _col, f, 'P' AS tg, t FROM tok
@@ -97,13 +94,20 @@ def _range_of(
     return min(lo for lo, _ in found), max(hi for _, hi in found)
 
 
-def _could_hold_sql(expr: str, shapes: list[tuple[Shape, int, int]] | None) -> str:
+def _could_hold_sql(
+    expr: str, shapes: list[tuple[Shape, int, int]] | None, *, split: bool = False
+) -> str:
     """SQL predicate: a cell could hold a piece of a fingerprinted shape (TRUE if unknown),
-    as written, spaced or in Chinese numerals: one regular-expression pass per cell."""
+    as written, spaced or in Chinese numerals: one regular-expression pass per cell.
+
+    ``split``: whether it is worth splitting into tokens and fields; Han names are found by the
+    windows instead, except names with a middle dot (阿卜杜·热合曼)."""
     if shapes is None:
         return "TRUE"
-    parts = [RE_TWO_SEPARATORS, f"[{CN_NUMERAL_CHARS}]{{2}}"]
+    parts = ["\\p{Han}·\\p{Han}"] if split else [RE_TWO_SEPARATORS, f"[{CN_NUMERAL_CHARS}]{{2}}"]
     for shape in Shape:
+        if split and shape is Shape.HAN:
+            continue
         found = _range_of(shapes, shape)
         if found is None:
             continue
@@ -142,7 +146,8 @@ def fingerprint_sql(
         f"SELECT _row, _col, f, 'P' AS t, {key_sql('n')} AS val FROM src",
         f"SELECT _row, _col, f, 'P', upper(unnest(list_concat("
         f"regexp_extract_all(n, {sql_str(_RE_TOKEN)}), string_split_regex(n, {sql_str(_RE_FIELD_SPLIT)})"
-        f"))) FROM src WHERE regexp_matches(n, '[^0-9A-Za-z@._-]')",
+        f"))) FROM src WHERE regexp_matches(n, '[^0-9A-Za-z@._-]') "
+        f"AND {_could_hold_sql('n', shapes, split=True)}",
         f"SELECT _row, _col, f, 'S', unnest({spaced_runs_sql('n')}) FROM src "
         f"WHERE regexp_matches(n, {sql_str(RE_TWO_SEPARATORS)})",
         f"SELECT _row, _col, f, 'N', unnest({numeral_runs_sql('n')}) FROM src",

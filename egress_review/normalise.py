@@ -198,7 +198,7 @@ def tokens_sql(cells: str) -> str:
     Extracted once per scan; :func:`decoded_sql` and :func:`opaque_sql` both read them.
     """
     return f"""
-SELECT DISTINCT _row, _col, unnest(regexp_extract_all(v, {sql_str(RE_TOKEN)})) AS t
+SELECT _row, _col, unnest(regexp_extract_all(v, {sql_str(RE_TOKEN)})) AS t
 FROM ({cells}) WHERE length(v) >= {MIN_OPAQUE_CHARS} AND regexp_matches(v, {sql_str(RE_TOKEN)})
 """
 
