@@ -484,10 +484,9 @@ def _scan_text_chunks(scanner: _Scanner, chunks: Iterator[str]) -> list[_Hit]:
             )
         finally:
             scanner.con.unregister("_lines")
-        if len(hits) >= scanner.limit:
-            break
-    hits.sort(key=_order)
-    return hits[: scanner.limit]
+        if sum(SEVERITY[Kind(h.kind)] is Severity.BLOCK for h in hits) >= scanner.limit:
+            break  # review-only hits (opaque tokens) never stop the search for blocking ones
+    return _keep(hits, scanner.limit)
 
 
 def _decode(block: bytes) -> str:

@@ -272,3 +272,12 @@ def test_ordinary_chinese_text_with_fingerprints_passes(
 ) -> None:
     text = ["海南区就业人数增长", "请于周一到岗", "经核实已离职", "张家口", "小贤"]
     assert table_output(tmp_path, *text, fingerprints=fingerprints).status == "pass"
+
+
+def test_a_flood_of_tokens_in_a_long_log_does_not_hide_a_later_identifier() -> None:
+    from egress_review.detect import TEXT_CHUNK_BYTES, scan_text
+
+    line = "token " + "0123456789abcdef" * 4 + "\n"  # one opaque token per line
+    flood = line * (TEXT_CHUNK_BYTES // len(line) + 10)  # past the first block of lines
+    findings = scan_text((flood + f"id {RID}\n").encode(), "log:run", limit=50)
+    assert [f.kind for f in findings if f.severity is Severity.BLOCK] == ["cn_resident_id"]
