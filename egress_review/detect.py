@@ -252,7 +252,8 @@ def _order(h: _Hit) -> tuple[int, int, str, str]:
 
 
 def _keep(hits: list[_Hit], limit: int) -> list[_Hit]:
-    """One hit per (row, column, kind, value), in its plainest form; blocking hits first
+    """One hit per (row, column, kind, value), in its plainest form; no opaque token in a cell
+    that already blocks (it is that identifier or pseudonym, or beside it); blocking hits first
     when cutting to ``limit``; then in row order."""
     best: dict[tuple[int | None, int | None, str, str], _Hit] = {}
     for h in hits:
@@ -262,8 +263,10 @@ def _keep(hits: list[_Hit], limit: int) -> list[_Hit]:
         old = best.get(key)
         if old is None or FORM_RANK[Form(h.form)] < FORM_RANK[Form(old.form)]:
             best[key] = h
+    blocking = {(h.row, h.col) for h in best.values() if SEVERITY[Kind(h.kind)] is Severity.BLOCK}
     kept = sorted(
-        best.values(), key=lambda h: (SEVERITY[Kind(h.kind)] is not Severity.BLOCK, _order(h))
+        (h for h in best.values() if h.kind != Kind.OPAQUE_TOKEN or (h.row, h.col) not in blocking),
+        key=lambda h: (SEVERITY[Kind(h.kind)] is not Severity.BLOCK, _order(h)),
     )[:limit]
     return sorted(kept, key=_order)
 

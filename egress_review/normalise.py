@@ -243,7 +243,8 @@ def opaque_sql(tokens: str, kind: str) -> str:
 
     A hex token needs a letter and a digit (a long number is no token); a base64 token needs
     upper- and lower-case letters and a digit (words and ``snake_case`` names are not tokens).
-    Parameter: ``$limit``.
+    Not deduplicated (a token repeated in one cell is rare; the scanner keeps one hit per
+    value): a hash table over a million hashes costs more than the top ``$limit`` sort.
     """
     opaque = (
         f"regexp_full_match(t, {sql_str(RE_UUID)}) "
@@ -253,7 +254,7 @@ def opaque_sql(tokens: str, kind: str) -> str:
         "AND regexp_matches(t, '[a-z]') AND regexp_matches(t, '[0-9]'))"
     )
     return f"""
-SELECT DISTINCT _row, _col, '{kind}' AS kind, t AS value, NULL::VARCHAR AS source,
+SELECT _row, _col, '{kind}' AS kind, t AS value, NULL::VARCHAR AS source,
     '{Form.PLAIN}' AS form
 FROM ({tokens})
 WHERE {opaque}
