@@ -213,13 +213,13 @@ def decoded_sql(tokens: str) -> str:
         "rpad(translate(t, '-_', '+/'), CAST(ceil(length(rtrim(t, '=')) / 4) * 4 AS INTEGER), '=')"
     )
     return f"""
-WITH typed AS (
+WITH typed AS MATERIALIZED (
     SELECT _row, _col, t,
         regexp_full_match(t, {sql_str(RE_UUID)}) AS is_uuid,
         regexp_full_match(t, {sql_str(RE_HEX_TOKEN)}) AS is_hex
     FROM ({tokens})
 ),
-b64 AS (
+b64 AS MATERIALIZED (
     SELECT _row, _col, lower(hex(try(from_base64({b64})))) AS hx FROM typed
     WHERE NOT is_hex AND NOT is_uuid AND length(rtrim(t, '=')) % 4 <> 1
       AND regexp_full_match(t, {sql_str(RE_B64_TOKEN)})
