@@ -116,7 +116,8 @@ def _could_hold_sql(
             {
                 Shape.DIGITS: f"[0-9]{{{low}}}",
                 Shape.HAN: f"\\p{{Han}}{{{low}}}",
-                Shape.LATIN: f"[A-Za-z]{{{low}}}|{_RE_WORDS}",  # or words to join
+                # a word (not letters inside a hash), or words to join
+                Shape.LATIN: f"(?:^|[^0-9A-Za-z])[A-Za-z]{{{low},}}(?:$|[^0-9A-Za-z])|{_RE_WORDS}",
                 Shape.CODE: f"[0-9A-Za-z]{{{low}}}",
                 Shape.OTHER: f".{{{low}}}",
             }[shape]
