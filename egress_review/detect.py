@@ -204,16 +204,18 @@ class _Scanner:
         params: dict[str, Any] = {"limit": self.limit}
         forms, tokens = "_shuyu_forms", "_shuyu_tokens"
         plain = f"SELECT _row, _col, v FROM {forms} WHERE f = '{Form.PLAIN}'"
-        all_forms, all_tokens = f"SELECT * FROM {forms}", f"SELECT * FROM {tokens}"
+        # ``n`` is stored only where folding changed the value (few cells): less to write.
+        all_forms = f"SELECT _row, _col, f, v, coalesce(n, v) AS n FROM {forms}"
+        all_tokens = f"SELECT * FROM {tokens}"
         try:
             self._execute(
                 f"CREATE OR REPLACE TEMP TABLE {forms} AS SELECT _row, _col, "
-                f"'{Form.PLAIN}' AS f, v, {fold_sql('v')} AS n FROM ({cells}) "
+                f"'{Form.PLAIN}' AS f, v, {fold_sql('v', unchanged='NULL')} AS n FROM ({cells}) "
                 "WHERE v IS NOT NULL AND length(v) >= 2"
             )
             self._execute(f"CREATE OR REPLACE TEMP TABLE {tokens} AS {tokens_sql(plain)}")
             self._execute(
-                f"INSERT INTO {forms} SELECT _row, _col, f, v, {fold_sql('v')} "
+                f"INSERT INTO {forms} SELECT _row, _col, f, v, {fold_sql('v', unchanged='NULL')} "
                 f"FROM ({decoded_sql(all_tokens)}) WHERE v IS NOT NULL AND length(v) >= 2"
             )
             hits = [

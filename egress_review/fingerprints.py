@@ -76,11 +76,12 @@ def sql_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def fold_sql(expr: str) -> str:
+def fold_sql(expr: str, *, unchanged: str | None = None) -> str:
     """Fold full-width ASCII to half-width and compact grouped digits (``138 1234 5678``).
 
     Both steps are costly, so each runs only on the values that need it: translate() on values
     holding a full-width digit, letter or @, the compaction on values holding a digit group.
+    ``unchanged``: the SQL to return for values needing neither (default: the value).
     """
 
     def compact(value: str) -> str:
@@ -92,7 +93,7 @@ def fold_sql(expr: str) -> str:
     folded = f"translate({expr}, {sql_str(_FULL)}, {sql_str(_HALF)})"
     either = f"{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"  # one pass for the many values needing neither
     return (
-        f"(CASE WHEN NOT regexp_matches({expr}, {sql_str(either)}) THEN {expr} "
+        f"(CASE WHEN NOT regexp_matches({expr}, {sql_str(either)}) THEN {unchanged or expr} "
         f"WHEN regexp_matches({expr}, {sql_str(FULL_WIDTH_RE)}) THEN {compact(folded)} "
         f"ELSE {compact(expr)} END)"
     )

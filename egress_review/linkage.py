@@ -57,7 +57,11 @@ WITH src AS (
     SELECT _row, _col, f, v FROM ({forms})
     WHERE f <> '{Form.PLAIN}' AND regexp_matches(v, '[0-9a-fA-F]{{{MIN_PSEUDONYM_PREFIX}}}')
 ),
-run AS (SELECT _row, _col, f, unnest({runs}) AS r FROM src),
+run AS (
+    SELECT _row, _col, f, lower(v) AS r FROM src WHERE regexp_full_match(v, '[0-9a-fA-F]+')
+    UNION ALL
+    SELECT _row, _col, f, unnest({runs}) FROM src WHERE NOT regexp_full_match(v, '[0-9a-fA-F]+')
+),
 tok AS (
     SELECT _row, _col, f, left(r, 32) AS t FROM run
     UNION ALL SELECT _row, _col, f, right(r, 32) FROM run WHERE length(r) > 32

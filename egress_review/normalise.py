@@ -195,11 +195,16 @@ def spaced_runs_sql(expr: str) -> str:
 def tokens_sql(cells: str) -> str:
     """Long tokens ``(_row, _col, t)`` of ``cells``: what may be hex, base64 or a UUID.
 
-    Extracted once per scan; :func:`decoded_sql` and :func:`opaque_sql` both read them.
+    Extracted once per scan; :func:`decoded_sql` and :func:`opaque_sql` both read them. A cell
+    that is one token (an ID, a hash) is taken whole, without building a list.
     """
+    long = f"length(v) >= {MIN_OPAQUE_CHARS}"
+    whole = f"regexp_full_match(v, {sql_str(RE_TOKEN)})"
     return f"""
-SELECT _row, _col, unnest(regexp_extract_all(v, {sql_str(RE_TOKEN)})) AS t
-FROM ({cells}) WHERE length(v) >= {MIN_OPAQUE_CHARS} AND regexp_matches(v, {sql_str(RE_TOKEN)})
+SELECT _row, _col, v AS t FROM ({cells}) WHERE {long} AND {whole}
+UNION ALL
+SELECT _row, _col, unnest(regexp_extract_all(v, {sql_str(RE_TOKEN)})) FROM ({cells})
+WHERE {long} AND NOT {whole} AND regexp_matches(v, {sql_str(RE_TOKEN)})
 """
 
 
