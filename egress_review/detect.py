@@ -203,7 +203,8 @@ class _Scanner:
         """
         params: dict[str, Any] = {"limit": self.limit}
         forms, tokens = "_shuyu_forms", "_shuyu_tokens"
-        plain = f"SELECT _row, _col, v FROM {forms} WHERE f = '{Form.PLAIN}'"
+        # tokens of the folded cells: a full-width hex pseudonym is a token too
+        plain = f"SELECT _row, _col, coalesce(n, v) AS v FROM {forms} WHERE f = '{Form.PLAIN}'"
         # ``n`` is stored only where folding changed the value (few cells): less to write.
         all_forms = f"SELECT _row, _col, f, v, coalesce(n, v) AS n FROM {forms}"
         all_tokens = f"SELECT * FROM {tokens}"

@@ -477,7 +477,8 @@ def test_pseudonym_keys_of_the_project_are_row_level_linkage(
         f"y,id{keys[3]},6\n"  # 6: glued to hex-looking letters
         f"z,{keys[4][:12]},7\n"  # 7: too short a prefix to tell
     )
-    findings = blocking(scan_table(out, "rows.csv", pseudonyms=ws))
+    # (a random hex key can hold a digit run that reads as a mobile: only pseudonyms here)
+    findings = [f for f in scan_table(out, "rows.csv", pseudonyms=ws) if f.kind == "pseudonym_key"]
     assert [(f.row, f.column, f.kind) for f in findings] == [
         (1, "person", "pseudonym_key"),
         (2, "person", "pseudonym_key"),

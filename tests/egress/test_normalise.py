@@ -281,3 +281,11 @@ def test_a_flood_of_tokens_in_a_long_log_does_not_hide_a_later_identifier() -> N
     flood = line * (TEXT_CHUNK_BYTES // len(line) + 10)  # past the first block of lines
     findings = scan_text((flood + f"id {RID}\n").encode(), "log:run", limit=50)
     assert [f.kind for f in findings if f.severity is Severity.BLOCK] == ["cn_resident_id"]
+
+
+def test_a_full_width_pseudonym_blocks_the_output(tmp_path: Path, workspace: Path) -> None:
+    pseudonym = pseudonyms_of(workspace)[7]
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in pseudonym)  # ０-９ ａ-ｆ
+    check = table_output(tmp_path, "ok", wide, pseudonyms=workspace)
+    assert check.status == "blocked"
+    assert ("pseudonym_key", Form.PLAIN) in blocked_as(check)
