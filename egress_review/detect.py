@@ -197,9 +197,9 @@ class _Scanner:
         The cells are materialised once, folded (``fingerprints.fold_sql``), with the text
         their hex, base64 and UUID tokens decode to (``normalise.decoded_sql``); the pattern,
         pseudonym and fingerprint detectors then run over both, and the opaque-token detector
-        over the tokens. When there are more
-        hits than ``limit``, blocking ones are kept first, so a flood of opaque tokens can
-        never push an identifier out of the report (and its output from blocked to review).
+        over the tokens. When there are more hits than ``limit``, blocking ones are kept
+        first, so a flood of opaque tokens can never push an identifier out of the report (and
+        its output from blocked to review).
         """
         params: dict[str, Any] = {"limit": self.limit}
         forms, tokens = "_shuyu_forms", "_shuyu_tokens"
