@@ -10,9 +10,11 @@ from typing import Any
 import click
 
 from api.output import emit, fail, json_option, progress_bar
-from shuyu.errors import PlatformError, ShuyuError
+from shuyu.errors import PermissionDenied, PlatformError, ShuyuError
+from shuyu.permissions import User, can_read_job_details
 from shuyu.platform import Platform, init_home, open_platform
 from shuyu.settings import Settings
+from shuyu.users import lookup
 
 
 class ShuyuGroup(click.Group):
@@ -42,6 +44,30 @@ def platform_from(ctx: click.Context) -> Platform:
     return open_platform(settings)
 
 
+def acting_user(ctx: click.Context, platform: Platform) -> User | None:
+    """Who reads or submits jobs, checks and the ledger from this shell.
+
+    With `SHUYU_USER` set, the CLI acts as that registered user: its role decides what it may
+    do and see, exactly as over HTTP (an analyst reads the fixed vocabulary of production
+    jobs). Without it, this is the host console (None): whoever can log in to the host can read
+    the store anyway, so the console keeps the full view.
+    """
+    if not ctx.find_root().obj["as_user"]:
+        return None
+    user = lookup(platform, platform.actor)
+    if user.role is None:
+        raise PermissionDenied(
+            f"SHUYU_USER={platform.actor} is not a registered user",
+            field="SHUYU_USER",
+            fix="`shuyu user add NAME --role ROLE` first, or unset SHUYU_USER for the host console",
+        )
+    return user
+
+
+def sees_everything(user: User | None) -> bool:
+    return user is None or can_read_job_details(user)
+
+
 @click.group(cls=ShuyuGroup)
 @click.option(
     "--home",
@@ -53,6 +79,7 @@ def main(ctx: click.Context, home: Path | None) -> None:
     """数域 shuyu: analysis over a city's public data that stays usable but invisible."""
     ctx.ensure_object(dict)
     ctx.obj["settings"] = Settings.from_env(home=home)
+    ctx.obj["as_user"] = bool(os.environ.get("SHUYU_USER"))
 
 
 @main.command()

@@ -8,6 +8,7 @@ import click
 
 from api.output import console, emit, emit_json, json_option
 from shuyu.errors import ValidationError
+from shuyu.permissions import check_can_read_checks
 
 
 def _columns(value: str | None) -> list[str]:
@@ -71,7 +72,7 @@ def summarise(report: dict) -> None:
 
 
 def register(main: click.Group) -> None:
-    from api.cli import platform_from
+    from api.cli import acting_user, platform_from
 
     @main.command()
     @click.argument("file", type=click.Path(path_type=Path))
@@ -203,7 +204,11 @@ def register(main: click.Group) -> None:
         """Show the automated check report of every output and log of a job."""
         from egress_review.service import job_checks
 
-        reports = job_checks(platform_from(ctx), job_id)
+        platform = platform_from(ctx)
+        user = acting_user(ctx, platform)
+        if user is not None:
+            check_can_read_checks(user)
+        reports = job_checks(platform, job_id)
         if as_json:
             emit_json(reports)
             return

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from api.output import emit, json_option, progress_bar
+from shuyu.permissions import check_can_read_ledger
+from shuyu.platform import Platform
 
 
 def register(main: click.Group) -> None:
@@ -178,7 +180,7 @@ def register(main: click.Group) -> None:
         from lineage.service import list_entries
 
         emit(
-            list_entries(platform_from(ctx), subject, action, limit),
+            list_entries(_ledger_reader(ctx), subject, action, limit),
             as_json,
             ["seq", "at", "actor", "action", "subject", "hash"],
         )
@@ -190,10 +192,20 @@ def register(main: click.Group) -> None:
         """Recompute the hash chain; exit 1 if any entry was altered, removed or reordered."""
         from lineage.service import verify_ledger
 
-        result = verify_ledger(platform_from(ctx))
+        result = verify_ledger(_ledger_reader(ctx))
         emit(result, as_json)
         if not result["ok"]:
             raise SystemExit(1)
+
+
+def _ledger_reader(ctx: click.Context) -> Platform:
+    from api.cli import acting_user, platform_from
+
+    platform = platform_from(ctx)
+    user = acting_user(ctx, platform)
+    if user is not None:
+        check_can_read_ledger(user)
+    return platform
 
 
 def register_users(main: click.Group) -> None:

@@ -8,12 +8,13 @@ import click
 
 from api.output import console, emit, json_option, progress_bar
 from shuyu.errors import ValidationError
+from shuyu.permissions import check_can_read_job_details, check_can_read_jobs, check_can_submit_jobs
 
 JOB_COLUMNS = ["id", "name", "project", "dev", "state", "failure", "reason", "submitted_at"]
 
 
 def register(main: click.Group) -> None:
-    from api.cli import platform_from
+    from api.cli import acting_user, platform_from, sees_everything
 
     @main.group()
     def job() -> None:
@@ -76,18 +77,26 @@ def register(main: click.Group) -> None:
         """Queue a production run on the real workspace; prints the job id."""
         from jobs.service import JobView, submit
 
-        job = submit(platform_from(ctx), spec)
-        emit(JobView(job, [], []).to_dict(), as_json, title="queued")
+        platform = platform_from(ctx)
+        user = acting_user(ctx, platform)
+        if user is not None:
+            check_can_submit_jobs(user)
+        job = submit(platform, spec)
+        emit(JobView(job, [], []).to_dict(full=sees_everything(user)), as_json, title="queued")
 
     @job.command("status")
     @click.argument("job_id")
     @json_option
     @click.pass_context
     def job_status(ctx: click.Context, job_id: str, as_json: bool) -> None:
-        """State, coarse reason, history and output names of a job."""
+        """State, reason, history and declared outputs of a job (all of it for reviewers)."""
         from jobs.service import view
 
-        detail = view(platform_from(ctx), job_id).to_dict(detail=True)
+        platform = platform_from(ctx)
+        user = acting_user(ctx, platform)
+        if user is not None:
+            check_can_read_jobs(user)
+        detail = view(platform, job_id).to_dict(detail=True, full=sees_everything(user))
         if as_json:
             emit(detail, True)
             return
@@ -106,8 +115,12 @@ def register(main: click.Group) -> None:
         """Wait until the job finishes, fails or is cancelled; exit 1 unless it succeeded."""
         from jobs.service import JobView, wait
 
-        job = wait(platform_from(ctx), job_id, timeout)
-        emit(JobView(job, [], []).to_dict(), as_json)
+        platform = platform_from(ctx)
+        user = acting_user(ctx, platform)
+        if user is not None:
+            check_can_read_jobs(user)
+        job = wait(platform, job_id, timeout)
+        emit(JobView(job, [], []).to_dict(full=sees_everything(user)), as_json)
         if job.state.value in ("failed", "cancelled"):
             raise SystemExit(1)
 
@@ -120,8 +133,31 @@ def register(main: click.Group) -> None:
         """List jobs, newest first."""
         from jobs.service import JobView, list_jobs
 
-        rows = [JobView(j, [], []).to_dict() for j in list_jobs(platform_from(ctx), project, state)]
+        platform = platform_from(ctx)
+        user = acting_user(ctx, platform)
+        if user is not None:
+            check_can_read_jobs(user)
+        full = sees_everything(user)
+        rows = [JobView(j, [], []).to_dict(full=full) for j in list_jobs(platform, project, state)]
         emit(rows, as_json, JOB_COLUMNS)
+
+    @job.command("failures")
+    @click.option("--project")
+    @json_option
+    @click.pass_context
+    def job_failures(ctx: click.Context, project: str | None, as_json: bool) -> None:
+        """Failed production runs per project, by kind and submitter (for reviewers: probing)."""
+        from jobs.service import failures
+
+        platform = platform_from(ctx)
+        user = acting_user(ctx, platform)
+        if user is not None:
+            check_can_read_job_details(user)
+        emit(
+            failures(platform, project),
+            as_json,
+            ["project", "runs", "failed", "failed_last_day", "by_kind", "by_submitter"],
+        )
 
     @job.command("cancel")
     @click.argument("job_id")
@@ -131,7 +167,11 @@ def register(main: click.Group) -> None:
         """Cancel a queued job, or ask the worker to stop a running one."""
         from jobs.service import JobView, cancel
 
-        emit(JobView(cancel(platform_from(ctx), job_id), [], []).to_dict(), as_json)
+        platform = platform_from(ctx)
+        user = acting_user(ctx, platform)
+        if user is not None:
+            check_can_submit_jobs(user)
+        emit(JobView(cancel(platform, job_id), [], []).to_dict(full=sees_everything(user)), as_json)
 
     @main.command()
     @click.option("--once", is_flag=True, help="exit when the queue is empty")

@@ -2,30 +2,50 @@
 
 The caller's identity comes from the `X-Shuyu-User` header set by the deployment's
 authenticating proxy; it is recorded in the ledger as the actor, and its registered role
-(`shuyu user add`) decides what it may do. An unregistered name may do nothing.
+(`shuyu user add`) decides what it may do and see. An unregistered name may do nothing.
+One platform (one store engine, one pool) per server process; a request carries only its user.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from shuyu.errors import PermissionDenied, ShuyuError
+from api.guard import PathScrubber, RequestGuard, error_body
+from shuyu.errors import PermissionDenied, PlatformError, ShuyuError
 from shuyu.permissions import (
     User,
+    can_read_job_details,
     check_can_read_catalog,
     check_can_read_checks,
+    check_can_read_job_details,
     check_can_read_jobs,
     check_can_read_ledger,
     check_can_submit_jobs,
 )
 from shuyu.platform import Platform, open_platform
 from shuyu.settings import Settings
+from shuyu.store import safe_url
 from shuyu.users import lookup
+
+LOG = logging.getLogger("shuyu.http")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """One request's view of the process-wide platform: the same store, acting as `user`."""
+
+    platform: Platform
+    user: User
+
+    @property
+    def full(self) -> bool:
+        return can_read_job_details(self.user)
 
 
 class JobSubmission(BaseModel):
@@ -36,106 +56,137 @@ class JobSubmission(BaseModel):
 
 
 def create_app(settings: Settings) -> FastAPI:
+    base = open_platform(settings)
+    scrub = PathScrubber(
+        settings.home, settings.runtime_cache, store_url=safe_url(settings.resolved_db_url)
+    )
     app = FastAPI(
         title="shuyu 数域",
         version="0.1.0",
         description="Privacy-preserving compute over public data",
     )
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_kb * 1024)
+    app.router.on_shutdown.append(base.store.dispose)
 
     @app.exception_handler(ShuyuError)
     async def _shuyu_error(_: Request, exc: ShuyuError) -> JSONResponse:
-        return JSONResponse(status_code=exc.http_status, content=exc.to_dict())
+        if isinstance(exc, PlatformError):  # the store or the home failed: internals, for the log
+            LOG.error("platform unavailable: %s", exc)
+            return JSONResponse(
+                status_code=exc.http_status,
+                content=error_body(
+                    exc.code, "the platform is not available right now; operators have the details"
+                ),
+            )
+        return JSONResponse(status_code=exc.http_status, content=scrub.error(exc))
 
-    def platform(x_shuyu_user: str | None = Header(default=None)) -> Platform:
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        LOG.error("unexpected error", exc_info=exc)  # the detail is for operators, in the log
+        return JSONResponse(
+            status_code=500,
+            content=error_body("internal", "the server failed; operators have the details"),
+        )
+
+    def caller(x_shuyu_user: str | None = Header(default=None)) -> Caller:
         if not x_shuyu_user:
             raise PermissionDenied(
                 "no identity on the request", fix="send X-Shuyu-User (set by the proxy)"
             )
-        return open_platform(dataclasses.replace(settings, actor=x_shuyu_user))
-
-    def caller(p: Platform) -> User:
-        return lookup(p, p.actor)
+        platform = base.acting_as(x_shuyu_user)
+        return Caller(platform, lookup(platform, x_shuyu_user))
 
     @app.get("/api/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/api/datasets")
-    def datasets(p: Platform = Depends(platform)) -> list[dict[str, Any]]:
+    def datasets(c: Caller = Depends(caller)) -> list[dict[str, Any]]:
         from catalog.service import list_datasets
 
-        check_can_read_catalog(caller(p))
-        return [v.summary() for v in list_datasets(p)]
+        check_can_read_catalog(c.user)
+        return [v.summary() for v in list_datasets(c.platform)]
 
     @app.get("/api/datasets/{name}")
-    def dataset(name: str, p: Platform = Depends(platform)) -> dict[str, Any]:
+    def dataset(name: str, c: Caller = Depends(caller)) -> dict[str, Any]:
         from catalog.service import show
 
-        check_can_read_catalog(caller(p))
-        return show(p, name)
+        check_can_read_catalog(c.user)
+        return show(c.platform, name)
 
     @app.get("/api/grants")
-    def grants(project: str | None = None, p: Platform = Depends(platform)) -> list[dict[str, Any]]:
+    def grants(project: str | None = None, c: Caller = Depends(caller)) -> list[dict[str, Any]]:
         from policies.service import list_grants
 
-        check_can_read_catalog(caller(p))
-        return list_grants(p, project)
+        check_can_read_catalog(c.user)
+        return list_grants(c.platform, project)
 
     @app.get("/api/jobs")
     def jobs(
-        project: str | None = None, state: str | None = None, p: Platform = Depends(platform)
+        project: str | None = None, state: str | None = None, c: Caller = Depends(caller)
     ) -> list[dict[str, Any]]:
         from jobs.service import JobView, list_jobs
 
-        check_can_read_jobs(caller(p))
-        return [JobView(j, [], []).to_dict() for j in list_jobs(p, project, state)]
+        check_can_read_jobs(c.user)
+        return [
+            JobView(j, [], []).to_dict(full=c.full) for j in list_jobs(c.platform, project, state)
+        ]
 
     @app.post("/api/jobs", status_code=201)
-    def submit(body: JobSubmission, p: Platform = Depends(platform)) -> dict[str, Any]:
+    def submit(body: JobSubmission, c: Caller = Depends(caller)) -> dict[str, Any]:
         from jobs.service import JobView, submit_files
 
-        check_can_submit_jobs(caller(p))
-        return JobView(submit_files(p, body.spec_yaml, body.files), [], []).to_dict()
+        check_can_submit_jobs(c.user)
+        job = submit_files(c.platform, body.spec_yaml, body.files)
+        return JobView(job, [], []).to_dict(full=c.full)
+
+    @app.get("/api/jobs/failures")
+    def failures(project: str | None = None, c: Caller = Depends(caller)) -> list[dict[str, Any]]:
+        """Failed production runs per project (probing shows up here): reviewers and auditors."""
+        from jobs.service import failures as failures_of
+
+        check_can_read_job_details(c.user)
+        return failures_of(c.platform, project)
 
     @app.get("/api/jobs/{job_id}")
-    def job(job_id: str, p: Platform = Depends(platform)) -> dict[str, Any]:
+    def job(job_id: str, c: Caller = Depends(caller)) -> dict[str, Any]:
         from jobs.service import view
 
-        check_can_read_jobs(caller(p))
-        return view(p, job_id).to_dict(detail=True)
+        check_can_read_jobs(c.user)
+        return view(c.platform, job_id).to_dict(detail=True, full=c.full)
 
     @app.post("/api/jobs/{job_id}/cancel")
-    def cancel(job_id: str, p: Platform = Depends(platform)) -> dict[str, Any]:
+    def cancel(job_id: str, c: Caller = Depends(caller)) -> dict[str, Any]:
         from jobs.service import JobView
         from jobs.service import cancel as cancel_job
 
-        check_can_submit_jobs(caller(p))
-        return JobView(cancel_job(p, job_id), [], []).to_dict()
+        check_can_submit_jobs(c.user)
+        return JobView(cancel_job(c.platform, job_id), [], []).to_dict(full=c.full)
 
     @app.get("/api/jobs/{job_id}/checks")
-    def job_checks(job_id: str, p: Platform = Depends(platform)) -> list[dict[str, Any]]:
+    def job_checks(job_id: str, c: Caller = Depends(caller)) -> list[dict[str, Any]]:
         from egress_review.service import job_checks as checks_of
 
-        check_can_read_checks(caller(p))
-        return checks_of(p, job_id)
+        check_can_read_checks(c.user)
+        return checks_of(c.platform, job_id)
 
     @app.get("/api/ledger")
     def ledger(
         subject: str | None = None,
         action: str | None = None,
         limit: int | None = 1000,
-        p: Platform = Depends(platform),
+        c: Caller = Depends(caller),
     ) -> list[dict[str, Any]]:
         from lineage.service import list_entries
 
-        check_can_read_ledger(caller(p))
-        return list_entries(p, subject, action, limit)
+        check_can_read_ledger(c.user)
+        return list_entries(c.platform, subject, action, limit)
 
     @app.get("/api/ledger/verify")
-    def verify(p: Platform = Depends(platform)) -> dict[str, Any]:
+    def verify(c: Caller = Depends(caller)) -> dict[str, Any]:
         from lineage.service import verify_ledger
 
-        check_can_read_ledger(caller(p))
-        return verify_ledger(p)
+        check_can_read_ledger(c.user)
+        return verify_ledger(c.platform)
 
     return app

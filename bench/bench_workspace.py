@@ -65,7 +65,7 @@ def main() -> None:
         built = time.perf_counter() - started
 
         raw = duckdb.connect()
-        raw_sql = QUERY.format(table=f"read_parquet('{version.snapshot_path}')")
+        raw_sql = QUERY.format(table=f"read_parquet('{platform.resolve(version.snapshot_path)}')")
         work = duckdb.connect(str(ws.path), read_only=True)
         work_sql = QUERY.format(table="contributions")
         assert sorted(raw.execute(raw_sql).fetchall()) == sorted(work.execute(work_sql).fetchall())

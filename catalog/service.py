@@ -34,7 +34,7 @@ class DatasetVersion:
     classification: str
     row_count: int
     manifest: Manifest
-    snapshot_path: Path
+    snapshot_path: Path  # relative to the platform home: `platform.resolve(snapshot_path)`
     registered_at: datetime
     registered_by: str
 
@@ -89,7 +89,7 @@ def register(platform: Platform, manifest_path: Path) -> Registration:
             if not final.exists():
                 os.replace(staging, final)
                 placed = final
-                os.chmod(final / "data.parquet", 0o444)
+                os.chmod(final / "data.parquet", 0o400)  # immutable, and the platform's alone
             elif (staging / "fingerprints.parquet").exists():
                 # same data, new manifest (roles may differ): keep its fingerprints beside the others
                 extra = final / f"fingerprints-{manifest_hash[:16]}.parquet"
@@ -158,7 +158,7 @@ def _record(
             classification=manifest.classification,
             row_count=rows,
             manifest=record,
-            snapshot_path=str(path / "data.parquet"),
+            snapshot_path=platform.relative(path / "data.parquet"),
             registered_at=now,
             registered_by=platform.actor,
         )
@@ -183,7 +183,7 @@ def _record(
         manifest.classification,
         rows,
         manifest,
-        path / "data.parquet",
+        Path(platform.relative(path / "data.parquet")),
         now,
         platform.actor,
     )

@@ -144,6 +144,7 @@ RE_TWO_SEPARATORS = f"[0-9][{SEPARATORS}][0-9].*[{SEPARATORS}][0-9]"
 # --------------------------------------------------------------------------- tokens
 
 MIN_OPAQUE_CHARS = 16
+MAX_OPAQUE_CHARS = 128  # a SHA-512 in hex; a pseudonym re-encoded is far shorter
 RE_TOKEN = f"[A-Za-z0-9+/_\\-]{{{MIN_OPAQUE_CHARS},}}={{0,2}}"
 RE_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 RE_HEX_TOKEN = f"[0-9a-fA-F]{{{MIN_OPAQUE_CHARS},}}"
@@ -247,16 +248,20 @@ def opaque_sql(tokens: str, kind: str) -> str:
     """Hits ``(_row, _col, kind, value, source, form)`` of the opaque ones of ``tokens``.
 
     A hex token needs a letter and a digit (a long number is no token); a base64 token needs
-    upper- and lower-case letters and a digit (words and ``snake_case`` names are not tokens).
+    upper- and lower-case letters and a digit (words and ``snake_case`` names are not tokens)
+    and at most one ``/`` (paths and URLs are not tokens). Tokens longer than
+    :data:`MAX_OPAQUE_CHARS` are blobs (pyarrow's base64 ``ARROW:schema`` in every Parquet
+    file), not pseudonyms; what they decode to is scanned all the same.
     Not deduplicated (a token repeated in one cell is rare; the scanner keeps one hit per
     value): a hash table over a million hashes costs more than the top ``$limit`` sort.
     """
     opaque = (
-        f"regexp_full_match(t, {sql_str(RE_UUID)}) "
+        f"length(t) <= {MAX_OPAQUE_CHARS} AND (regexp_full_match(t, {sql_str(RE_UUID)}) "
         f"OR (regexp_full_match(t, {sql_str(RE_HEX_TOKEN)}) AND regexp_matches(t, '[a-fA-F]') "
         "AND regexp_matches(t, '[0-9]')) "
         f"OR (regexp_full_match(t, {sql_str(RE_B64_TOKEN)}) AND regexp_matches(t, '[A-Z]') "
-        "AND regexp_matches(t, '[a-z]') AND regexp_matches(t, '[0-9]'))"
+        "AND regexp_matches(t, '[a-z]') AND regexp_matches(t, '[0-9]') "
+        "AND NOT regexp_matches(t, '/.*/')))"
     )
     return f"""
 SELECT _row, _col, '{kind}' AS kind, t AS value, NULL::VARCHAR AS source,

@@ -14,7 +14,7 @@ from jobs import records
 from jobs.records import Job
 from jobs.runner import JobRun
 from jobs.service import create_job
-from jobs.states import JobState
+from jobs.states import JobState, OutputStatus
 from sandbox.base import SandboxBackend
 from shuyu.platform import Platform
 
@@ -53,19 +53,19 @@ def run_dev(platform: Platform, spec_path: Path, backend: SandboxBackend) -> Dev
     with platform.store.read() as conn:
         rows = records.outputs(conn, job.id)
     for row in rows:
-        if row["status"] == "collected":
+        if row["status"] == OutputStatus.COLLECTED:
             dest = target / row["action"] / row["path"]
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(row["stored_path"], dest)
+            shutil.copyfile(platform.resolve(row["stored_path"]), dest)
             shown.append(
                 {
                     "action": row["action"],
                     "path": str(dest),
                     "rows": row["rows"],
-                    "status": "collected",
+                    "status": OutputStatus.COLLECTED.value,
                 }
             )
-        elif row["status"] == "helper":
+        elif row["status"] == OutputStatus.HELPER:
             shown.append(
                 {
                     "action": row["action"],
@@ -74,7 +74,7 @@ def run_dev(platform: Platform, spec_path: Path, backend: SandboxBackend) -> Dev
                     "status": "helper (contributor data, held for the checks)",
                 }
             )
-        elif row["status"] != "log":
+        elif row["status"] != OutputStatus.LOG:
             shown.append(
                 {
                     "action": row["action"],

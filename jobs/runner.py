@@ -18,7 +18,7 @@ from sqlalchemy import insert, select, update
 
 from jobs import records
 from jobs.records import Job
-from jobs.states import FailureKind, JobState
+from jobs.states import FailureKind, JobState, OutputStatus
 from policies.grant import policy_from_record
 from policies.workspace import build_workspace
 from sandbox.base import Failure, Limits, SandboxBackend, SandboxRequest, SandboxResult
@@ -113,6 +113,8 @@ class JobRun:
         if action.get("dp"):
             self.run_dp(name, action, workspace)
             return
+        if action.get("table"):
+            return self.run_table(name, action, workspace)
         code_dir = self.job_dir / "code"
         self._stage_inputs(action, code_dir)
         make_readable(code_dir)
@@ -148,7 +150,7 @@ class JobRun:
         self._record_outputs(name, action, report)
         self.check_cancelled()
         if result.failure is not None:
-            self.fail(FailureKind(result.failure.value), f"action {name}: {_coarse(result)}")
+            self.fail(FailureKind(result.failure.value), f"action {name}: {_detail(result)}")
         if report.refused:
             first = report.refused[0]
             self.fail(
@@ -219,9 +221,58 @@ class JobRun:
                     size_bytes=target.stat().st_size,
                     rows=len(result.table),
                     columns=len(result.table.columns),
-                    stored_path=str(target),
+                    stored_path=self.platform.relative(target),
                     declared={**declared, "dp": meta},
                 )
+            )
+
+    def run_table(self, name: str, action: dict[str, Any], workspace: Path) -> None:
+        """Trusted aggregation: the platform computes the table over the workspace (`aggregation/`).
+
+        The contributor-level rows behind the cells are written beside the job's collected
+        outputs, never inside them, so no later action's sandbox can read them; the stored
+        declaration points the egress checks at them and marks the table the platform's own.
+        """
+        from aggregation.service import check_declared, run_table_query
+
+        ((out_path, declared),) = action["outputs"].items()
+        target = self.job_dir / "collected" / name / out_path
+        helper_rel = "_platform/contributors.parquet"
+        helper = self.job_dir / "held" / name / helper_rel
+        try:
+            result = run_table_query(workspace, action["table"]["query"], target, helper)
+            filled = check_declared(result.query, declared, f"actions.{name}.outputs.{out_path}")
+        except ShuyuError as exc:
+            self.fail(FailureKind.POLICY, f"action {name}: {exc.message}")
+        self.move(JobState.COLLECTING, f"collecting the table of action {name}")
+        meta = {**filled, "contributors": helper_rel, "aggregation": result.metadata()}
+        rows = [
+            dict(
+                path=out_path,
+                status="collected",
+                kind="table",
+                sha256=sha256_file(target),
+                size_bytes=target.stat().st_size,
+                rows=len(result.table),
+                columns=len(result.table.columns),
+                stored_path=self.platform.relative(target),
+                declared=meta,
+            ),
+            dict(
+                path=helper_rel,
+                status="helper",
+                sha256=sha256_file(helper),
+                size_bytes=helper.stat().st_size,
+                rows=result.helper_rows,
+                stored_path=self.platform.relative(helper),
+                declared={"contributors_for": out_path, "platform": True},
+            ),
+        ]
+        blank = dict.fromkeys(c.name for c in job_outputs.columns if c.name != "id")
+        with self.platform.store.transaction() as conn:
+            conn.execute(
+                insert(job_outputs),
+                [{**blank, "job_id": self.job_id, "action": name, **r} for r in rows],
             )
 
     def _stage_inputs(self, action: dict[str, Any], code_dir: Path) -> None:
@@ -251,10 +302,10 @@ class JobRun:
                     job_id=self.job_id,
                     action=name,
                     path=f"logs/{name}.log",
-                    status="log",
+                    status=OutputStatus.LOG.value,
                     kind="text",
                     size_bytes=path.stat().st_size,
-                    stored_path=str(path),
+                    stored_path=self.platform.relative(path),
                     reason="truncated" if result.log_truncated else None,
                 )
             )
@@ -270,24 +321,29 @@ class JobRun:
                     job_id=self.job_id,
                     action=name,
                     path=out.path,
-                    status="helper" if helper_for else "collected",
+                    status=(OutputStatus.HELPER if helper_for else OutputStatus.COLLECTED).value,
                     kind=None if helper_for else declared[out.path]["kind"],
                     sha256=out.sha256,
                     size_bytes=out.size,
                     rows=out.rows,
                     columns=out.columns,
                     declared={"contributors_for": helper_for} if helper_for else declared[out.path],
-                    stored_path=str(self.job_dir / "collected" / name / out.path),
+                    stored_path=self.platform.relative(
+                        self.job_dir / "collected" / name / out.path
+                    ),
                 )
             )
-        for status, items in (("refused", report.refused), ("undeclared", report.undeclared)):
+        for status, items in (
+            (OutputStatus.REFUSED, report.refused),
+            (OutputStatus.UNDECLARED, report.undeclared),
+        ):
             for item in items:
                 rows.append(
                     dict(
                         job_id=self.job_id,
                         action=name,
                         path=item.path,
-                        status=status,
+                        status=status.value,
                         size_bytes=item.size,
                         reason=item.reason,
                         declared=declared.get(item.path),
@@ -299,7 +355,7 @@ class JobRun:
                     job_id=self.job_id,
                     action=name,
                     path=path,
-                    status="missing",
+                    status=OutputStatus.MISSING.value,
                     reason="declared but not written",
                     declared=declared.get(path),
                 )
@@ -341,8 +397,9 @@ def make_readable(folder: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def _coarse(result: SandboxResult) -> str:
-    """Failure reasons for analysts: which limit or exit, never the log."""
+def _detail(result: SandboxResult) -> str:
+    """The detailed failure reason, for reviewers and operators only: it quotes the exit status,
+    which the job chooses (analysts read `jobs.states.FAILURE_REASONS` instead)."""
     if result.failure is Failure.NONZERO_EXIT:
         return f"the code exited with status {result.exit_code}; the log is held by the platform"
     return result.reason

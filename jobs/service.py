@@ -1,7 +1,8 @@
 """Job service: submit, run in development, status, list, cancel, wait.
 
-The CLI and HTTP API both call these. Analysts see state and coarse reasons of production
-jobs, never their outputs or logs (those are held for the egress checks and reviewers).
+The CLI and HTTP API both call these. Analysts see production jobs through `jobs.views`
+(a fixed vocabulary), never their outputs or logs (those are held for the checks and
+reviewers); production submissions are rate-limited per analyst (`jobs.quota`).
 """
 
 from __future__ import annotations
@@ -10,79 +11,65 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
 from jobs import records
+from jobs.quota import OverQuota, check_runs_left, failure_counts
 from jobs.records import Job
 from jobs.runner import prepare_code
 from jobs.spec import LoadedSpec, load_spec, spec_record
 from jobs.states import TERMINAL, JobState
+from jobs.views import JobView
 from lineage import ledger
 from policies.service import active_policy
 from shuyu.canonical import sha256_file, utcnow
-from shuyu.errors import Conflict, PolicyRefused, ValidationError
+from shuyu.errors import Conflict, PolicyRefused, ShuyuError, ValidationError
 from shuyu.platform import Platform
 from shuyu.schema import job_events, jobs
 
 WAIT_STATES = TERMINAL
 
 
-@dataclass(frozen=True)
-class JobView:
-    """What the analyst may see of a job."""
-
-    job: Job
-    events: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
-
-    def to_dict(self, detail: bool = False) -> dict[str, Any]:
-        j = self.job
-        base = {
-            "id": j.id,
-            "name": j.name,
-            "project": j.project,
-            "dev": j.dev,
-            "state": j.state.value,
-            "failure": j.failure,
-            "reason": j.reason,
-            "backend": j.backend,
-            "submitted_by": j.submitted_by,
-            "submitted_at": j.submitted_at.isoformat(),
-            "updated_at": j.updated_at.isoformat(),
-        }
-        if detail:
-            base["events"] = self.events
-            base["outputs"] = [
-                {
-                    "action": o["action"],
-                    "path": o["path"],
-                    "status": o["status"],
-                    "reason": o["reason"],
-                    **(
-                        {"size_bytes": o["size_bytes"], "rows": o["rows"], "sha256": o["sha256"]}
-                        if j.dev
-                        else {}
-                    ),
-                }
-                for o in self.outputs
-                if o["status"] != "log"
-            ]
-        return base
-
-
 def create_job(platform: Platform, spec_path: Path, dev: bool) -> Job:
-    """Validate the spec against the project's grant, copy and hash its code, record the job as queued."""
+    """Validate the spec against the project's grant, copy and hash its code, record the job
+    as queued. A production run over the submitter's daily limit is refused (and recorded)."""
     loaded = load_spec(spec_path)
+    try:
+        return _create_job(platform, loaded, spec_path, dev)
+    except OverQuota as over:
+        with platform.store.transaction() as conn:
+            ledger.append(
+                conn,
+                platform.actor,
+                "job.refused",
+                f"project:{loaded.spec.project}",
+                {
+                    "why": "daily production run limit",
+                    "limit": over.limit,
+                    "next_run_at": over.next_at.isoformat(),
+                    "spec_hash": loaded.hash,
+                },
+            )
+        raise PolicyRefused(
+            f"{platform.actor} has already submitted {over.limit} production runs in the last "
+            f"24 hours; the next one is allowed from {over.next_at.isoformat()}",
+            field="SHUYU_ANALYST_RUNS_PER_DAY",
+            fix="develop on the synthetic twin (`shuyu job run --dev`) meanwhile",
+        ) from None
+
+
+def _create_job(platform: Platform, loaded: LoadedSpec, spec_path: Path, dev: bool) -> Job:
     job_id = f"job-{uuid.uuid4().hex[:12]}"
     job_dir = platform.jobs_dir / job_id
     try:
         _copy_code(loaded, job_dir / "code")
         prepare_code(job_dir)
         with platform.store.transaction() as conn:
+            if not dev:
+                check_runs_left(conn, platform.actor, platform.settings.analyst_runs_per_day)
             grant_id, policy = active_policy(conn, loaded.spec.project)
             if policy.purpose != loaded.spec.purpose:
                 raise PolicyRefused(
@@ -168,7 +155,23 @@ def submit_files(platform: Platform, spec_yaml: str, files: dict[str, str]) -> J
             (folder / pure).write_text(text, encoding="utf-8")
         spec = folder / "job.yaml"
         spec.write_text(spec_yaml, encoding="utf-8")
-        return submit(platform, spec)
+        try:
+            return submit(platform, spec)
+        except ShuyuError as exc:  # name the sent files as the caller named them, not our folder
+            raise _without_folder(exc, folder) from None
+
+
+def _without_folder(exc: ShuyuError, folder: Path) -> ShuyuError:
+    def strip(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for prefix in {str(folder) + "/", str(folder.resolve()) + "/"}:
+            text = text.replace(prefix, "")
+        return text
+
+    exc.message = strip(exc.message) or ""
+    exc.file, exc.fix = strip(exc.file), strip(exc.fix)
+    return exc
 
 
 def view(platform: Platform, job_id: str) -> JobView:
@@ -220,6 +223,12 @@ def wait(platform: Platform, job_id: str, timeout: float = 600, poll: float = 0.
                 fix="wait longer (--timeout) or check that a worker is running: shuyu worker",
             )
         time.sleep(poll)
+
+
+def failures(platform: Platform, project: str | None = None) -> list[dict[str, Any]]:
+    """Failed production runs per project, for reviewers: probing shows up here."""
+    with platform.store.read() as conn:
+        return failure_counts(conn, project)
 
 
 def _copy_code(loaded: LoadedSpec, target: Path) -> None:

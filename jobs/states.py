@@ -36,6 +36,60 @@ class FailureKind(StrEnum):
     INTERNAL = "internal"
 
 
+class OutputStatus(StrEnum):
+    """What became of each file of a job: one row per file in `job_outputs`."""
+
+    COLLECTED = "collected"  # a declared output, copied and held by the platform
+    HELPER = "helper"  # a declared contributor file, held for the checks, never released
+    REFUSED = "refused"  # declared, but not accepted (wrong type, unreadable, over a limit)
+    UNDECLARED = "undeclared"  # written by the job without being declared: never copied
+    MISSING = "missing"  # declared but not written
+    LOG = "log"  # the action's captured stdout and stderr
+
+
+# What an analyst may see of a production job's outputs: the statuses of declared files only.
+# Undeclared files (their names, number, sizes) and logs are the job's own words: never shown.
+DECLARED_STATUSES = frozenset(
+    {OutputStatus.COLLECTED, OutputStatus.HELPER, OutputStatus.REFUSED, OutputStatus.MISSING}
+)
+
+# The analyst's whole vocabulary about a production job: one fixed sentence per state, and one
+# per failure kind. Nothing the job printed, returned or wrote can change these words.
+STATE_REASONS: dict[JobState, str] = {
+    JobState.QUEUED: "submitted; waiting for a worker",
+    JobState.PREPARING: "taken by a worker; preparing the workspace",
+    JobState.RUNNING: "running",
+    JobState.COLLECTING: "collecting the declared outputs",
+    JobState.CHECKS_PENDING: "outputs held by the platform; egress checks pending",
+    JobState.REVIEW_PENDING: "outputs checked; awaiting a reviewer",
+    JobState.COMPLETED: "finished",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+}
+FAILURE_REASONS: dict[FailureKind, str] = {
+    FailureKind.NONZERO_EXIT: "the code ended with an error; its log is held for reviewers",
+    FailureKind.TIMEOUT: "the wall-time limit was reached",
+    FailureKind.MEMORY: "the memory limit was reached",
+    FailureKind.PIDS: "the process limit was reached",
+    FailureKind.OUTPUT_LIMIT: "the output size limit was reached",
+    FailureKind.FILE_SIZE: "the single-file size limit was reached",
+    FailureKind.INVALID_OUTPUTS: "a declared output was not written or could not be accepted",
+    FailureKind.POLICY: "refused by the project's grant or privacy budget",
+    FailureKind.WORKER_LOST: "the worker running the job stopped; submit it again",
+    FailureKind.INTERNAL: "the platform failed while running the job; operators have the details",
+}
+
+
+def analyst_reason(state: JobState, failure: str | None) -> str:
+    """The fixed sentence an analyst reads for a production job in `state`."""
+    if state is JobState.FAILED and failure is not None:
+        try:
+            return FAILURE_REASONS[FailureKind(failure)]
+        except ValueError:
+            return FAILURE_REASONS[FailureKind.INTERNAL]
+    return STATE_REASONS[state]
+
+
 S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.QUEUED: frozenset({S.PREPARING, S.CANCELLED}),

@@ -8,6 +8,7 @@ whose worker has been silent longer than the lease is failed and its sandbox rem
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -28,6 +29,7 @@ from shuyu.platform import Platform
 from shuyu.schema import jobs
 
 HEARTBEAT_SECONDS = 2.0
+LOG = logging.getLogger("shuyu.worker")
 
 
 @dataclass
@@ -66,6 +68,9 @@ class Worker:
             return row.id
 
     def run_job(self, job_id: str) -> Job:
+        """Run one job to a terminal state. Whatever a job does (or makes the platform do), it
+        ends this job only: any exception fails it with kind `internal`, the exception's text
+        is kept for operators (job row, log), and the worker goes on to the next job."""
         run = JobRun(self.platform, self.backend, job_id, actor=self.name)
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(run, stop), daemon=True)
@@ -75,31 +80,51 @@ class Worker:
             if job.state is JobState.CHECKS_PENDING:
                 job = self.check(job_id)
             return job
-        except Exception as exc:  # never leave a job active because of a bug
-            with self.platform.store.transaction() as conn:
-                job = records.load(conn, job_id, lock=True)
-                if job.state in LEASED:
-                    records.transition(
-                        conn,
-                        job_id,
-                        JobState.FAILED,
-                        f"internal error: {type(exc).__name__}",
-                        self.name,
-                        FailureKind.INTERNAL,
-                    )
-            raise
+        except Exception as exc:  # never leave a job active, never die because of one job
+            LOG.exception("job %s failed inside the platform", job_id)
+            return self._fail_internal(job_id, exc)
         finally:
             stop.set()
             beat.join()
 
+    def _fail_internal(self, job_id: str, exc: Exception) -> Job:
+        detail = f"internal error: {type(exc).__name__}: {exc}"[:2000]
+        try:
+            with self.platform.store.transaction() as conn:
+                job = records.load(conn, job_id, lock=True)
+                if job.state in LEASED:
+                    job = records.transition(
+                        conn, job_id, JobState.FAILED, detail, self.name, FailureKind.INTERNAL
+                    )
+                return job
+        except Exception:  # the store itself failed: the lease runs out and `recover` fails it
+            LOG.exception("job %s could not be marked failed", job_id)
+            with self.platform.store.read() as conn:
+                return records.load(conn, job_id)
+
     def check(self, job_id: str) -> Job:
-        """Run the egress checks in the platform; a job whose checks cannot run fails (closed)."""
-        from egress_review.service import check_job, fail_checks
+        """Run the egress checks, then move the job on: to review with the verdicts, or to
+        `failed` (internal) if the checks could not run at all. Fail closed either way: an
+        output whose own check crashed or hit a limit comes back blocked, never passed."""
+        from egress_review.service import check_job, record_checks
 
         try:
-            check_job(self.platform, job_id)
-        except Exception as exc:  # fail closed: nothing reaches review unchecked
-            fail_checks(self.platform, job_id, type(exc).__name__)
+            outcome = check_job(self.platform, job_id)
+            with self.platform.store.transaction() as conn:
+                record_checks(conn, outcome)
+                records.transition(
+                    conn, job_id, JobState.REVIEW_PENDING, outcome.summary, self.name
+                )
+        except Exception as exc:  # nothing reaches review unchecked
+            with self.platform.store.transaction() as conn:
+                records.transition(
+                    conn,
+                    job_id,
+                    JobState.FAILED,
+                    f"egress checks could not run: {type(exc).__name__}",
+                    self.name,
+                    FailureKind.INTERNAL,
+                )
         with self.platform.store.read() as conn:
             return records.load(conn, job_id)
 

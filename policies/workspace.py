@@ -86,8 +86,8 @@ def build_workspace(
             }
         )
         cached = conn.execute(select(workspaces).where(workspaces.c.cache_key == cache_key)).first()
-    if cached is not None and Path(cached.path).is_file():
-        return _from_row(cached._mapping, cached=True)
+    if cached is not None and platform.resolve(cached.path).is_file():
+        return _from_row(platform, cached._mapping, cached=True)
 
     started = time.perf_counter()
     workspace_id = f"ws-{uuid.uuid4().hex[:12]}"
@@ -106,7 +106,7 @@ def build_workspace(
             grant_id=grant_id,
             policy_hash=policy.hash,
             snapshots=snapshots,
-            path=str(final),
+            path=platform.relative(final),
             size_bytes=final.stat().st_size,
             built_at=utcnow(),
             build_seconds=seconds,
@@ -134,8 +134,8 @@ def build_workspace(
                 other = conn.execute(
                     select(workspaces).where(workspaces.c.cache_key == cache_key)
                 ).one()
-            return _from_row(other._mapping, cached=True)
-        return _from_row(row, cached=False)
+            return _from_row(platform, other._mapping, cached=True)
+        return _from_row(platform, row, cached=False)
     except BaseException:
         tmp.unlink(missing_ok=True)
         if final.exists() and not _recorded(platform, workspace_id):
@@ -171,7 +171,7 @@ def _write_file(
                 progress(f"{kind} workspace: {name}", done, total)
             version = versions[name]
             manifest = version.manifest
-            source = version.snapshot_path
+            source = platform.resolve(version.snapshot_path)
             if kind == "synthetic":
                 source = platform.tmp_dir / f"{target.stem}-{name}.parquet"
                 seed = hash_text(f"{policy.project}:{name}")
@@ -228,7 +228,7 @@ def _recorded(platform: Platform, workspace_id: str) -> bool:
         )
 
 
-def _from_row(row: Mapping[Any, Any], cached: bool) -> Workspace:
+def _from_row(platform: Platform, row: Mapping[Any, Any], cached: bool) -> Workspace:
     return Workspace(
         id=row["id"],
         project=row["project"],
@@ -236,7 +236,7 @@ def _from_row(row: Mapping[Any, Any], cached: bool) -> Workspace:
         grant_id=row["grant_id"],
         policy_hash=row["policy_hash"],
         snapshots=dict(row["snapshots"]),
-        path=Path(row["path"]),
+        path=platform.resolve(row["path"]),
         size_bytes=row["size_bytes"],
         build_seconds=row["build_seconds"],
         cached=cached,

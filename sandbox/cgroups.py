@@ -1,8 +1,9 @@
 """cgroup v1 groups for local sandboxes: kernel-enforced pids, memory and CPU limits.
 
-One folder per run under /sys/fs/cgroup/<controller>/shuyu/<run_id>, so that the platform can
-read which limit was hit (pids.events, memory.oom_control) and kill every process of a run,
-however it forked, and a crashed platform finds its leftovers by name.
+One folder per run under /sys/fs/cgroup/<controller>/shuyu-runs/<neutral name of the run>, so
+that the platform can read which limit was hit (pids.events, memory.oom_control) and kill every
+process of a run, however it forked, and a crashed platform finds its leftovers (through its
+owner records: a job sees its cgroup's path, so the name is neutral, see sandbox/stage.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shuyu.errors import PlatformError
 
 from .hardening import CGROUP_PARENT
 from .hostfs import mount_table
+from .stage import neutral_name, owned_run_ids
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROBES = ("pids", "memory", "cpu")  # the v1 controllers the local backend uses
@@ -54,7 +56,8 @@ class RunCgroups:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.paths = {name: base / CGROUP_PARENT / run_id for name, base in controllers().items()}
+        name_ = neutral_name(run_id)
+        self.paths = {name: base / CGROUP_PARENT / name_ for name, base in controllers().items()}
 
     @property
     def enforced(self) -> set[str]:
@@ -170,23 +173,25 @@ def _rmdir_tree(path: Path) -> None:
 
 
 def _all_hierarchies(run_id: str | None = None) -> list[Path]:
-    """/<hierarchy>/shuyu[/<run_id>] in every v1 hierarchy (Docker creates groups in all)."""
+    """/<hierarchy>/shuyu-runs[/<neutral name>] in every v1 hierarchy (Docker creates groups
+    in all)."""
     if os.geteuid() != 0:
         return []
     found = []
     for entry in mount_table():
         if entry.fstype == "cgroup":
             path = entry.mount_point / CGROUP_PARENT
-            found.append(path / run_id if run_id else path)
+            found.append(path / neutral_name(run_id) if run_id else path)
     return found
 
 
 def leftover_run_ids() -> set[str]:
-    found: set[str] = set()
+    """Runs (with an owner record) whose cgroup folders still exist."""
+    names: set[str] = set()
     for parent in _all_hierarchies():
         if parent.is_dir():
-            found.update(p.name for p in parent.iterdir() if p.is_dir())
-    return found
+            names.update(p.name for p in parent.iterdir() if p.is_dir())
+    return {run_id for run_id in owned_run_ids() if neutral_name(run_id) in names}
 
 
 def _write(path: Path, value: str) -> None:

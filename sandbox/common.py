@@ -34,6 +34,7 @@ from .hostfs import (
     mount_tmpfs,
     unmount,
 )
+from .stage import neutral_name, owned_run_ids
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
@@ -76,7 +77,8 @@ def check_request(req: SandboxRequest) -> None:
 
 
 def output_source(run_id: str) -> str:
-    return f"{OUTPUT_MOUNT_SOURCE_PREFIX}{run_id}"
+    """The tmpfs's source name, seen by the job in its mount table: neutral, not the run id."""
+    return f"{OUTPUT_MOUNT_SOURCE_PREFIX}{neutral_name(run_id)}"
 
 
 def output_mounted(req: SandboxRequest) -> bool:
@@ -117,11 +119,14 @@ def unmount_output(run_id: str) -> None:
 
 
 def output_mount_run_ids() -> set[str]:
-    return {
-        m.source[len(OUTPUT_MOUNT_SOURCE_PREFIX) :]
+    """Runs with an /output still mounted (found through their owner records: a mount's
+    neutral source name cannot be turned back into a run id)."""
+    mounted = {
+        m.source
         for m in mount_table()
         if m.fstype == "tmpfs" and m.source.startswith(OUTPUT_MOUNT_SOURCE_PREFIX)
     }
+    return {run_id for run_id in owned_run_ids() if output_source(run_id) in mounted}
 
 
 def output_full(req: SandboxRequest) -> bool:
@@ -187,12 +192,8 @@ def _owner(run_id: str) -> tuple[bool, str | None]:
 
 def leftovers(candidates: set[str], backend: str) -> list[str]:
     """Runs of `backend` still on the machine whose owning platform process is gone."""
-    try:
-        owned = {p.name for p in OWNERS_DIR.iterdir() if not p.name.startswith(".")}
-    except FileNotFoundError:
-        owned = set()
     found = []
-    for run_id in candidates | owned:
+    for run_id in candidates | owned_run_ids():
         alive, owner_backend = _owner(run_id)
         if run_id and not alive and owner_backend in (None, backend):
             found.append(run_id)

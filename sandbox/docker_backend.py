@@ -57,6 +57,7 @@ from .hardening import (
     WORKSPACE_PATH,
 )
 from .runtime import Runtime, build_image
+from .stage import neutral_name, stage_inputs, unstage
 
 
 class DockerBackend:
@@ -146,6 +147,7 @@ class DockerBackend:
                 container.remove(force=True)
         RunCgroups(run_id).remove()
         unmount_output(run_id)
+        unstage(run_id)
         release_run(run_id)
         with self._lock:
             self._results.pop(run_id, None)
@@ -196,6 +198,7 @@ class DockerBackend:
         from docker.types import LogConfig, Mount, Ulimit  # type: ignore[import-untyped]
 
         lim = req.limits
+        workspace, code = stage_inputs(req)  # neutral paths: the job's mount table shows them
         tmp_opts = ",".join([*TMP_TMPFS_FLAGS, f"size={lim.tmp_bytes}", f"mode={TMP_TMPFS_MODE}"])
         options: dict[str, Any] = dict(
             image=image_id,
@@ -223,11 +226,11 @@ class DockerBackend:
             ],
             tmpfs={TMP_PATH: tmp_opts},
             mounts=[
-                Mount(WORKSPACE_PATH, str(req.workspace), type="bind", read_only=True),
-                Mount(CODE_PATH, str(req.code_dir), type="bind", read_only=True),
+                Mount(WORKSPACE_PATH, str(workspace), type="bind", read_only=True),
+                Mount(CODE_PATH, str(code), type="bind", read_only=True),
                 Mount(OUTPUT_PATH, str(req.output_dir), type="bind", read_only=False),
             ],
-            cgroup_parent=f"/{CGROUP_PARENT}/{req.run_id}",
+            cgroup_parent=f"/{CGROUP_PARENT}/{neutral_name(req.run_id)}",
             log_config=LogConfig(**DOCKER_LOG_CONFIG),
             stdin_open=False,
             tty=False,

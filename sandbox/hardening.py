@@ -44,8 +44,8 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Labels: how leftovers are found again after a crash of the platform.
 LABEL_RUN_ID = "shuyu.run_id"
 LABEL_MANAGED = "shuyu.managed"
-CGROUP_PARENT = "shuyu"  # /sys/fs/cgroup/<controller>/shuyu/<run_id>
-OUTPUT_MOUNT_SOURCE_PREFIX = "shuyu-out-"  # tmpfs "device" name of a run's /output
+CGROUP_PARENT = "shuyu-runs"  # /sys/fs/cgroup/<controller>/shuyu-runs/<neutral run name>
+OUTPUT_MOUNT_SOURCE_PREFIX = "shuyu-run-"  # + the run's neutral name: its /output tmpfs
 CONTAINER_NAME_PREFIX = "shuyu-"
 
 # Host-side /output: a size-capped tmpfs owned by the analyst, no devices, no setuid, no exec.
@@ -79,6 +79,9 @@ BWRAP_FLAGS = (
 
 # Where the local backend stages a run's inputs inside its private mount namespace.
 STAGE_DIR = Path("/run/shuyu-sandbox-stage")
+# Where each run's inputs are staged under a neutral name before any backend binds them
+# (sandbox/stage.py): the sandbox's mount table shows these paths, never the platform home's.
+RUN_STAGE_ROOT = Path("/run/shuyu")
 # Which platform process owns each prepared run: a run is a leftover only once its owner died.
 OWNERS_DIR = Path("/run/shuyu-sandbox/owners")
 

@@ -1,7 +1,8 @@
 """Host-side filesystem plumbing: size-capped tmpfs mounts, mount table, safe removal, commands.
 
 Mounts are made with the mount(2) syscall (no shell, no parsing of user input) and carry a
-source name ("shuyu-out-<run_id>") so that a crashed platform finds and removes them again.
+source name ("shuyu-run-<neutral name of the run>") so that a crashed platform finds and
+removes them again.
 """
 
 from __future__ import annotations

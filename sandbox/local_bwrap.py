@@ -62,6 +62,7 @@ from .hardening import (
 )
 from .runtime import Runtime
 from .seccomp import denylist_program, supported
+from .stage import stage_inputs, unstage
 
 HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 TOOLS = ("bwrap", "setpriv", "prlimit", "unshare", "mount")
@@ -148,6 +149,7 @@ class LocalBwrapBackend:
         self.terminate(run_id)
         RunCgroups(run_id).remove()
         unmount_output(run_id)
+        unstage(run_id)
         release_run(run_id)
         with self._lock:
             self._procs.pop(run_id, None)
@@ -229,6 +231,7 @@ class LocalBwrapBackend:
         if "pids" not in cg.enforced:
             rlimits.append(f"--nproc={lim.pids}:{lim.pids}")
         stage = str(STAGE_DIR)
+        workspace, code = stage_inputs(req)  # neutral paths: the job's mount table shows them
         bwrap = [
             "bwrap",
             *BWRAP_FLAGS,
@@ -291,10 +294,10 @@ class LocalBwrapBackend:
             "shuyu-stage",
             stage,
             str(self.runtime.rootfs),
-            str(req.workspace),
-            str(req.code_dir),
+            str(workspace),
+            str(code),
             str(req.output_dir),
-            _ids(req.workspace, req.code_dir, req.output_dir),
+            _ids(workspace, code, req.output_dir),
             str(len(procs_files)),
             *procs_files,
             "prlimit",

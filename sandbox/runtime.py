@@ -115,6 +115,23 @@ def ensure_runtime(
     if runtime:
         _report(progress, "done", 1, 1, "cached")
         return runtime
+    # The runtime is the sandbox user's root filesystem: built world-readable whatever the
+    # platform's own (private) umask is.
+    previous = os.umask(0o022)
+    try:
+        return _ensure(cache_dir, final, rec, rhash, mirror, progress)
+    finally:
+        os.umask(previous)
+
+
+def _ensure(
+    cache_dir: Path,
+    final: Path,
+    rec: dict[str, Any],
+    rhash: str,
+    mirror: str,
+    progress: ProgressFn | None,
+) -> Runtime:
     cache_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(cache_dir, 0o755)
     with _locked(cache_dir / f".{rhash}.lock"):

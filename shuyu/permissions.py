@@ -35,6 +35,12 @@ def can_read_jobs(user: User) -> bool:
     return _allowed(user, *ROLES)
 
 
+def can_read_job_details(user: User) -> bool:
+    """Exit statuses, detailed reasons, undeclared files, sizes, failure counts: everything a
+    production job could encode data in. Reviewers and auditors judge it; operators run it."""
+    return _allowed(user, "reviewer", "auditor", "operator")
+
+
 def can_read_checks(user: User) -> bool:
     """Check reports quote cell values of production outputs: reviewers and auditors only."""
     return _allowed(user, "reviewer", "auditor")
@@ -62,6 +68,10 @@ def check_can_submit_jobs(user: User) -> None:
 
 def check_can_read_jobs(user: User) -> None:
     _check(can_read_jobs(user), user, "read job status")
+
+
+def check_can_read_job_details(user: User) -> None:
+    _check(can_read_job_details(user), user, "read the details of production jobs")
 
 
 def check_can_read_checks(user: User) -> None:

@@ -54,6 +54,28 @@ class Settings:
         30, "SHUYU_WORKER_LEASE_SECONDS", "a job whose worker is silent this long is failed"
     )
     grant_years: int = _setting(5, "SHUYU_GRANT_YEARS", "default validity of a grant, in years")
+    analyst_runs_per_day: int = _setting(
+        50,
+        "SHUYU_ANALYST_RUNS_PER_DAY",
+        "production runs one submitter may queue in any 24 hours (each run's outcome is a bit)",
+    )
+    max_body_kb: int = _setting(
+        1024, "SHUYU_MAX_BODY_KB", "largest HTTP request body the API reads, in KiB"
+    )
+    check_memory_mb: int = _setting(
+        2048, "SHUYU_CHECK_MEMORY_MB", "memory limit of the process checking one output"
+    )
+    check_seconds: int = _setting(
+        300, "SHUYU_CHECK_SECONDS", "time limit of the process checking one output"
+    )
+    check_max_rows: int = _setting(
+        500_000, "SHUYU_CHECK_MAX_ROWS", "most rows an output may have; more is blocked unread"
+    )
+    check_max_mb: int = _setting(
+        512,
+        "SHUYU_CHECK_MAX_MB",
+        "most bytes an output may expand to (Parquet pages, PNG pixels); more is blocked unread",
+    )
 
     def __post_init__(self) -> None:
         # Paths are handed to sandboxes and stored in the metadata store: always absolute.

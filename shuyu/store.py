@@ -32,7 +32,7 @@ class Store:
                     conn.execute(insert(ledger_head).values(id=1, seq=0, hash=GENESIS))
         except OperationalError as exc:
             raise PlatformError(
-                f"cannot create the metadata store at {_safe_url(self.url)}: {exc.orig}",
+                f"cannot create the metadata store at {safe_url(self.url)}: {exc.orig}",
                 fix="check SHUYU_DB_URL and that the database server is running",
             ) from exc
 
@@ -44,7 +44,7 @@ class Store:
                 yield conn
         except OperationalError as exc:
             raise PlatformError(
-                f"metadata store {_safe_url(self.url)} failed: {exc.orig}",
+                f"metadata store {safe_url(self.url)} failed: {exc.orig}",
                 fix="check the database is reachable and retry; nothing was changed",
             ) from exc
 
@@ -55,7 +55,7 @@ class Store:
                 yield conn
         except OperationalError as exc:
             raise PlatformError(
-                f"metadata store {_safe_url(self.url)} is not readable: {exc.orig}",
+                f"metadata store {safe_url(self.url)} is not readable: {exc.orig}",
                 fix="run `shuyu init` or check SHUYU_HOME / SHUYU_DB_URL",
             ) from exc
 
@@ -85,12 +85,12 @@ def _make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ImportError, ValueError) as exc:
         raise PlatformError(
-            f"cannot use metadata store URL {_safe_url(url)}: {exc}",
+            f"cannot use metadata store URL {safe_url(url)}: {exc}",
             fix="set SHUYU_DB_URL to sqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
         ) from exc
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

@@ -46,11 +46,13 @@ def test_register_makes_an_immutable_content_addressed_snapshot(
     result = register(any_platform, demo_dir / "residents.yaml")
     v = result.version
     assert result.created and v.version == 1 and v.row_count == 5000
-    assert v.snapshot_path == any_platform.snapshots_dir / v.sha256 / "data.parquet"
+    assert not v.snapshot_path.is_absolute(), "the store holds no host path"
+    snapshot = any_platform.resolve(v.snapshot_path)
+    assert snapshot == any_platform.snapshots_dir / v.sha256 / "data.parquet"
     import hashlib
 
-    assert hashlib.sha256(v.snapshot_path.read_bytes()).hexdigest() == v.sha256
-    assert v.snapshot_path.stat().st_mode & 0o222 == 0
+    assert hashlib.sha256(snapshot.read_bytes()).hexdigest() == v.sha256
+    assert snapshot.stat().st_mode & 0o777 == 0o400, "read-only, and only for the platform"
     with any_platform.store.read() as conn:
         (entry,) = ledger.entries(conn, action="dataset.registered")
     assert entry.details["sha256"] == v.sha256
@@ -69,7 +71,7 @@ def test_same_content_is_not_a_new_version_changed_content_is(
     shutil.copy(tmp_path / "small.parquet", parquet)
     second = register(platform, manifest).version
     assert (second.version, second.row_count) == (2, 100)
-    assert first.snapshot_path.exists(), "the old version stays"
+    assert platform.resolve(first.snapshot_path).exists(), "the old version stays"
     assert [v["version"] for v in show(platform, "enterprises")["versions"]] == [1, 2]
     assert [d.version for d in list_datasets(platform)] == [2]
 
@@ -140,7 +142,7 @@ def test_gbk_csv_is_read_when_declared(platform: Platform, tmp_path) -> None:
 
     manifest = write_gbk_csv_sample(tmp_path)
     version = register(platform, manifest).version
-    names = duckdb.sql(f"SELECT * FROM '{version.snapshot_path}'").df()
+    names = duckdb.sql(f"SELECT * FROM '{platform.resolve(version.snapshot_path)}'").df()
     assert version.row_count == len(names) > 0
     assert any("医院" in str(v) for v in names.iloc[:, 0])
 

@@ -14,9 +14,11 @@ from shuyu.permissions import (
     User,
     can_read_catalog,
     can_read_checks,
+    can_read_job_details,
     can_read_ledger,
     can_submit_jobs,
     check_can_read_checks,
+    check_can_read_job_details,
 )
 from shuyu.platform import Platform
 from shuyu.users import set_role
@@ -41,24 +43,28 @@ def as_user(name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("role", "catalog", "submit", "checks", "ledger"),
+    ("role", "catalog", "submit", "checks", "ledger", "job_details"),
     [
-        ("analyst", True, True, False, False),
-        ("reviewer", True, False, True, False),
-        ("auditor", True, False, True, True),
-        ("steward", True, False, False, True),
-        ("operator", True, False, False, True),
-        (None, False, False, False, False),
+        ("analyst", True, True, False, False, False),
+        ("reviewer", True, False, True, False, True),
+        ("auditor", True, False, True, True, True),
+        ("steward", True, False, False, True, False),
+        ("operator", True, False, False, True, True),
+        (None, False, False, False, False, False),
     ],
 )
-def test_permission_table(role, catalog, submit, checks, ledger) -> None:
+def test_permission_table(role, catalog, submit, checks, ledger, job_details) -> None:
     user = User("someone", role)
     assert (
         can_read_catalog(user),
         can_submit_jobs(user),
         can_read_checks(user),
         can_read_ledger(user),
-    ) == (catalog, submit, checks, ledger)
+        can_read_job_details(user),
+    ) == (catalog, submit, checks, ledger, job_details)
+    if not job_details:
+        with pytest.raises(PermissionDenied, match="details of production jobs"):
+            check_can_read_job_details(user)
 
 
 def test_check_functions_raise_with_a_fix() -> None:
@@ -98,7 +104,6 @@ def test_analyst_submits_but_cannot_read_checks_or_ledger(api: TestClient) -> No
     body = {
         "spec_yaml": (EXAMPLE / "job.yaml").read_text(encoding="utf-8"),
         "files": {
-            "wages.py": (EXAMPLE / "wages.py").read_text(),
             "headcount.sql": (EXAMPLE / "headcount.sql").read_text(),
         },
     }
@@ -127,3 +132,52 @@ def test_submit_refuses_paths_that_escape(api: TestClient) -> None:
     }
     response = api.post("/api/jobs", json=body, headers=as_user("li"))
     assert response.status_code == 400 and "not a plain relative path" in response.json()["message"]
+
+
+def test_the_cli_acts_as_a_registered_user_or_as_the_host_console(
+    granted: Platform, tmp_path: Path
+) -> None:
+    """An analyst on the host shell reads the analyst's view; an unknown SHUYU_USER is refused;
+    without SHUYU_USER the host console reads everything."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from api.cli import main as cli
+    from jobs import records, service
+    from jobs.states import FAILURE_REASONS, FailureKind, JobState
+
+    set_role(granted, "li", "analyst")
+    folder = tmp_path / "job"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("output"))
+    job = service.submit(granted.acting_as("li"), folder / "job.yaml")
+    with granted.store.transaction() as conn:
+        records.transition(conn, job.id, JobState.PREPARING, "claimed", "w")
+        records.transition(conn, job.id, JobState.RUNNING, "running action wages", "w")
+        records.transition(
+            conn,
+            job.id,
+            JobState.FAILED,
+            "action wages: the code exited with status 173",
+            "w",
+            FailureKind.NONZERO_EXIT,
+        )
+    runner = CliRunner()
+    home = {"SHUYU_HOME": str(granted.home)}
+    analyst = runner.invoke(
+        cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": "li"}
+    )
+    assert analyst.exit_code == 0, analyst.output
+    view = json.loads(analyst.output)
+    assert (
+        view["reason"] == FAILURE_REASONS[FailureKind.NONZERO_EXIT] and "173" not in analyst.output
+    )
+    stranger = runner.invoke(cli, ["job", "list", "--json"], env={**home, "SHUYU_USER": "mallory"})
+    assert stranger.exit_code != 0 and "not a registered user" in stranger.output
+    denied = runner.invoke(cli, ["ledger", "list"], env={**home, "SHUYU_USER": "li"})
+    assert denied.exit_code != 0 and "may not read the ledger" in denied.output
+    console = runner.invoke(
+        cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": ""}
+    )
+    assert "status 173" in json.loads(console.output)["reason"], "the host console sees it all"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from jobs import service
 from jobs.dev import run_dev
-from jobs.states import JobState
+from jobs.states import JobState, OutputStatus
 from jobs.worker import Worker
 from lineage import ledger
 from shuyu.errors import PolicyRefused
@@ -64,7 +64,7 @@ def test_dev_run_shows_synthetic_outputs_and_log(
     assert result.job.state is JobState.COMPLETED, result.job.reason
     produced = result.output_dir / "wages" / "wages_by_district.csv"
     assert produced.is_file() and produced.read_text().startswith("district,gender,contributors")
-    assert "cells written" in result.logs["wages"]
+    assert "wages" not in result.logs, "the platform computed the table: no sandbox, no log"
     assert (result.output_dir / "headcount" / "headcount_by_industry.csv").is_file()
 
 
@@ -86,7 +86,7 @@ def test_production_run_holds_outputs_for_checks(
         "review_pending",
     ]
     helper = [o for o in view.outputs if o["status"] == "helper"]
-    assert [o["path"] for o in helper] == ["_contributors/wages_by_district.parquet"]
+    assert [o["path"] for o in helper] == ["_platform/contributors.parquet"]
     collected = [o for o in view.outputs if o["status"] == "collected"]
     assert {o["path"] for o in collected} == {
         "wages_by_district.csv",
@@ -94,10 +94,11 @@ def test_production_run_holds_outputs_for_checks(
         "dp_wages_by_district.csv",
     }
     for o in collected:
-        assert Path(o["stored_path"]).is_relative_to(granted.jobs_dir)
+        assert not Path(o["stored_path"]).is_absolute(), "the store holds no host path"
+        assert granted.resolve(o["stored_path"]).is_relative_to(granted.jobs_dir)
         assert o["rows"] > 0 and len(o["sha256"]) == 64
     shown = view.to_dict(detail=True)["outputs"]
-    assert all("rows" not in o and "sha256" not in o for o in shown), (
+    assert all(set(o) == {"action", "path", "status"} for o in shown), (
         "analysts do not see production details"
     )
     assert not (tmp_path / "job" / "output").exists()
@@ -134,13 +135,15 @@ def test_failure_reason_is_coarse_and_the_log_is_withheld(
     )
     view = run_production(granted, sandbox_backend, spec)
     assert view.job.state is JobState.FAILED and view.job.failure == "nonzero_exit"
-    assert "status 3" in view.job.reason
+    assert "status 3" in view.job.reason, "the detailed reason is kept for reviewers"
+    assert "status 3" in str(view.to_dict(detail=True, full=True))
+    assert "status 3" not in str(view.to_dict(detail=True)), "analysts read the fixed vocabulary"
     assert "PEEKED" not in str(view.to_dict(detail=True))
     with granted.store.read() as conn:
         log = conn.execute(
-            select(job_outputs.c.stored_path).where(job_outputs.c.status == "log")
+            select(job_outputs.c.stored_path).where(job_outputs.c.status == OutputStatus.LOG)
         ).scalar_one()
-    assert "PEEKED-VALUE" in Path(log).read_text(), "the platform keeps the log for reviewers"
+    assert "PEEKED-VALUE" in granted.resolve(log).read_text(), "the log is kept for reviewers"
 
 
 def test_missing_declared_output_fails_the_job(granted: Platform, local_backend, tmp_path) -> None:

@@ -18,7 +18,9 @@ import pytest
 
 from sandbox import Limits, SandboxRequest, SandboxResult, ensure_runtime, get_backend
 from sandbox.base import SandboxBackend
+from sandbox.hardening import CGROUP_PARENT
 from sandbox.runtime import DEFAULT_CACHE_DIR, Runtime, build_image
+from sandbox.stage import neutral_name
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "shuyu-canary-" + secrets.token_hex(8)
@@ -71,6 +73,16 @@ def backend(
         assert ok, why
         backends[name] = b
     return backends[name]
+
+
+@pytest.fixture(autouse=True)
+def open_umask() -> Iterator[None]:
+    """These tests stand in for the platform, which opens a job's code to the sandbox user
+    itself (jobs/runner.make_readable): the platform's private umask, set by any platform an
+    earlier test opened in this process, must not make their hand-written code unreadable."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
 
 
 @dataclass
@@ -173,7 +185,10 @@ def _processes_in_run(run_id: str) -> list[int]:
         if not pid.isdigit():
             continue
         try:
-            if f"/shuyu/{run_id}" in Path(f"/proc/{pid}/cgroup").read_text():
+            if (
+                f"/{CGROUP_PARENT}/{neutral_name(run_id)}"
+                in Path(f"/proc/{pid}/cgroup").read_text()
+            ):
                 found.append(int(pid))
         except OSError:
             continue
