@@ -113,12 +113,17 @@ def _write_fingerprints(
     platform: Platform, manifest: Manifest, parquet: Path, target: Path
 ) -> None:
     """Keyed hashes of every direct identifier, so egress checks can spot raw values without
-    the platform ever keeping a second clear copy of them."""
+    the platform ever keeping a second clear copy of them; person names (``identifier_kind:
+    person_name``) in pinyin too."""
     from egress_review.fingerprints import build_fingerprints, fingerprint_key
 
-    columns = [c for c, spec in manifest.columns.items() if spec.role == "direct_identifier"]
-    if columns:
-        build_fingerprints(parquet, columns, fingerprint_key(platform), target, label=manifest.name)
+    identifiers = {c: s for c, s in manifest.columns.items() if s.role == "direct_identifier"}
+    names = [c for c, s in identifiers.items() if s.identifier_kind == "person_name"]
+    if identifiers:
+        key = fingerprint_key(platform)
+        build_fingerprints(
+            parquet, list(identifiers), key, target, label=manifest.name, names=names
+        )
         os.chmod(target, 0o400)
 
 

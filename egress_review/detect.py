@@ -19,12 +19,14 @@ cn_resident_id_15      Legacy 15 digits: province code, ``YYMMDD`` a real 19YY d
                        sequence. There is no check char, so any such 15-digit number is one.
 cn_mobile              ``1[3-9]`` + 9 digits, optionally after ``86``/``0086``/``+86``; also
                        written ``138 1234 5678`` or ``138-1234-5678``.
-cn_uscc                GB 32100: 2 chars + 6-digit region + 9-char organisation code + check
-                       char, all from the credit-code alphabet, with both check chars right
-                       (GB 32100's and the embedded GB 11714 organisation code's).
-bank_card              16..19 digits (also in groups of four), Luhn-valid, first digit 2-6 or 9
-                       (card schemes; excludes the 1-prefixed 18-19 digit snowflake IDs of
-                       logs), and not a valid resident ID or credit code.
+cn_uscc                GB 32100: 2 chars + 6-digit region (a province code first) + 9-char
+                       organisation code + check char, all from the credit-code alphabet, with
+                       GB 32100's check char right. Fail closed: a wrong embedded GB 11714
+                       organisation check char does not clear it.
+bank_card              16..19 digits (also in groups of four), Luhn-valid, with a plausible
+                       issuer prefix (Visa, Mastercard, UnionPay 62/81, JCB, Diners, Discover,
+                       Mir, Chinese domestic 9...: not the 1-prefixed snowflake IDs of logs),
+                       and not a valid resident ID or credit code.
 email                  ``local@domain.tld``.
 licence_plate          Province abbreviation + letter + 5 chars (at least 3 digits), the
                        new-energy 6-char forms ``[DF]x dddd`` / ``ddddd[DF]``, or 4 chars +
@@ -35,8 +37,15 @@ passport               Chinese passports: ``E``/``G`` + 8 digits, ``E`` + letter
 pseudonym_key          A pseudonym of the project (``pseudonyms=`` workspace), whole or
                        truncated to at least 16 hex chars (see ``fingerprints``).
 raw_identifier         A value of a granted dataset's direct-identifier column
-                       (``fingerprints=``); ``Finding.source`` names the column.
+                       (``fingerprints=``); ``Finding.source`` names the column (``(pinyin)``,
+                       ``(reversed)``: the form fingerprinted at registration).
+opaque_token           Severity *review*, not block: hex or base64 of 16+ chars, or a UUID,
+                       that matches nothing (a possible re-encoded pseudonym).
 =====================  ======================================================================
+
+Every identifier is also looked for in disguise (``Finding.form``, see ``normalise``): NFKC
+and full-width forms, Chinese numerals, digits separated by spaces, dots or dashes, reversed,
+and inside hex, base64 and UUID tokens.
 
 Boundaries: numbers are maximal digit runs (a mobile inside a 12-digit run is not one); digits
 after ``<digit>.`` are a fraction (``0.13812345678`` holds no mobile) and digit runs inside
@@ -74,14 +83,18 @@ from egress_review.detectors import (
     MIN_PSEUDONYM_PREFIX,
     PLATE_PROVINCES,
     PROVINCE_CODES,
+    SEVERITY,
+    Kind,
+    Severity,
     _confirm,
-    _fingerprint_sql,
     _pattern_sql,
-    _pseudonym_sql,
     mask,
 )
 from egress_review.extract import SUFFIXES, TABLES, ReadLimits, declared_format, extract, frame
-from egress_review.fingerprints import FingerprintSet, load_pseudonyms, sql_str
+from egress_review.fingerprint_forms import REVERSED_SUFFIX
+from egress_review.fingerprints import FingerprintSet, fold_sql, load_pseudonyms, sql_str
+from egress_review.linkage import fingerprint_sql, pseudonym_sql
+from egress_review.normalise import FORM_RANK, Form, decoded_sql, opaque_sql, tokens_sql
 from shuyu.errors import PlatformError, ValidationError
 
 # The detection interface, including what moved to detectors (callers import it from here).
@@ -92,7 +105,10 @@ __all__ = [
     "PROVINCE_CODES",
     "TEXT_CHUNK_BYTES",
     "Finding",
+    "Form",
+    "Kind",
     "ReadOutput",
+    "Severity",
     "mask",
     "read_output",
     "scan_output",
@@ -113,9 +129,15 @@ class Finding:
     kind: str
     masked: str  # never the clear value
     source: str | None = None  # raw_identifier: the fingerprinted column(s) it matched
+    form: str = Form.PLAIN  # how it was written: reversed, spaced, base64... (a Form)
+
+    @property
+    def severity(self) -> Severity:
+        """Identifiers and linkage block the output; opaque tokens need a reviewer."""
+        return SEVERITY[Kind(self.kind)]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"severity": str(self.severity)}
 
 
 # --------------------------------------------------------------------------- scanning
@@ -128,6 +150,7 @@ class _Hit:
     kind: str
     value: str
     source: str | None
+    form: str = Form.PLAIN
 
 
 class _Scanner:
@@ -170,20 +193,55 @@ class _Scanner:
         self.close()
 
     def run(self, cells: str) -> list[_Hit]:
-        """All hits over the relation ``cells`` ``(_row, _col, v)``, at most ``limit``."""
+        """All hits over the relation ``cells`` ``(_row, _col, v)``, at most ``limit``.
+
+        The cells are materialised once, folded (``fingerprints.fold_sql``), with the text
+        their hex, base64 and UUID tokens decode to (``normalise.decoded_sql``); the pattern,
+        pseudonym and fingerprint detectors then run over both, and the opaque-token detector
+        over the tokens. When there are more hits than ``limit``, blocking ones are kept
+        first, so a flood of opaque tokens can never push an identifier out of the report (and
+        its output from blocked to review).
+        """
         params: dict[str, Any] = {"limit": self.limit}
-        hits = [
-            h
-            for h in self._query(_pattern_sql(cells), {**params, "today": _dt.date.today()})
-            if _confirm(h.kind, h.value)
-        ]
-        if self.has_pseudonyms:
-            hits += self._query(_pseudonym_sql(cells, self.PSEUDONYMS), params)
-        if self.fingerprints is not None and self.fingerprints.paths:
-            sql = _fingerprint_sql(cells, self.fingerprints.relation_sql())
-            hits += self._query(sql, {**params, "fpkey": self.fingerprints.key.hex()})
-        hits.sort(key=_order)
-        return hits[: self.limit]
+        forms, tokens = "_shuyu_forms", "_shuyu_tokens"
+        # tokens of the folded cells: a full-width hex pseudonym is a token too
+        plain = f"SELECT _row, _col, coalesce(n, v) AS v FROM {forms} WHERE f = '{Form.PLAIN}'"
+        # ``n`` is stored only where folding changed the value (few cells): less to write.
+        all_forms = f"SELECT _row, _col, f, v, coalesce(n, v) AS n FROM {forms}"
+        all_tokens = f"SELECT * FROM {tokens}"
+        try:
+            self._execute(
+                f"CREATE OR REPLACE TEMP TABLE {forms} AS SELECT _row, _col, "
+                f"'{Form.PLAIN}' AS f, v, {fold_sql('v', unchanged='NULL')} AS n FROM ({cells}) "
+                "WHERE v IS NOT NULL AND length(v) >= 2"
+            )
+            self._execute(f"CREATE OR REPLACE TEMP TABLE {tokens} AS {tokens_sql(plain)}")
+            self._execute(
+                f"INSERT INTO {forms} SELECT _row, _col, f, v, {fold_sql('v', unchanged='NULL')} "
+                f"FROM ({decoded_sql(all_tokens)}) WHERE v IS NOT NULL AND length(v) >= 2"
+            )
+            hits = [
+                h
+                for h in self._query(_pattern_sql(all_forms), {**params, "today": _dt.date.today()})
+                if _confirm(h.kind, h.value)
+            ]
+            if self.has_pseudonyms:
+                hits += self._query(pseudonym_sql(all_tokens, all_forms, self.PSEUDONYMS), params)
+            if self.fingerprints is not None and self.fingerprints.paths:
+                sql = fingerprint_sql(
+                    all_forms, self.fingerprints.relation_sql(), self.fingerprints.shapes
+                )
+                hits += self._query(sql, {**params, "fpkey": self.fingerprints.key.hex()})
+            hits += self._query(opaque_sql(all_tokens, Kind.OPAQUE_TOKEN), params)
+        finally:
+            self._execute(f"DROP TABLE IF EXISTS {tokens}; DROP TABLE IF EXISTS {forms}")
+        return _keep(hits, self.limit)
+
+    def _execute(self, sql: str) -> None:
+        try:
+            self.con.execute(sql)
+        except duckdb.Error as exc:
+            raise _scan_error(exc) from None
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[_Hit]:
         try:
@@ -195,6 +253,26 @@ class _Scanner:
 
 def _order(h: _Hit) -> tuple[int, int, str, str]:
     return (h.row or 0, -1 if h.col is None else h.col, h.kind, h.value)
+
+
+def _keep(hits: list[_Hit], limit: int) -> list[_Hit]:
+    """One hit per (row, column, kind, value), in its plainest form; no opaque token in a cell
+    that already blocks (it is that identifier or pseudonym, or beside it); blocking hits first
+    when cutting to ``limit``; then in row order."""
+    best: dict[tuple[int | None, int | None, str, str], _Hit] = {}
+    for h in hits:
+        if h.source is not None and REVERSED_SUFFIX in h.source and h.form == Form.PLAIN:
+            h = _Hit(h.row, h.col, h.kind, h.value, h.source, Form.REVERSED)
+        key = (h.row, h.col, h.kind, h.value)
+        old = best.get(key)
+        if old is None or FORM_RANK[Form(h.form)] < FORM_RANK[Form(old.form)]:
+            best[key] = h
+    blocking = {(h.row, h.col) for h in best.values() if SEVERITY[Kind(h.kind)] is Severity.BLOCK}
+    kept = sorted(
+        (h for h in best.values() if h.kind != Kind.OPAQUE_TOKEN or (h.row, h.col) not in blocking),
+        key=lambda h: (SEVERITY[Kind(h.kind)] is not Severity.BLOCK, _order(h)),
+    )[:limit]
+    return sorted(kept, key=_order)
 
 
 def _scan_error(exc: duckdb.Error) -> PlatformError:
@@ -214,6 +292,7 @@ def _findings(output: str, hits: list[_Hit], columns: list[str] | None) -> list[
             kind=h.kind,
             masked=mask(h.value, h.kind),
             source=h.source,
+            form=h.form,
         )
         for h in hits
     ]
@@ -361,10 +440,9 @@ def _scan_text_chunks(scanner: _Scanner, chunks: Iterator[str]) -> list[_Hit]:
             )
         finally:
             scanner.con.unregister("_lines")
-        if len(hits) >= scanner.limit:
-            break
-    hits.sort(key=_order)
-    return hits[: scanner.limit]
+        if sum(SEVERITY[Kind(h.kind)] is Severity.BLOCK for h in hits) >= scanner.limit:
+            break  # review-only hits (opaque tokens) never stop the search for blocking ones
+    return _keep(hits, scanner.limit)
 
 
 def _decode(block: bytes) -> str:

@@ -13,65 +13,100 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from enum import StrEnum
 
 from stdnum import luhn
 from stdnum.cn import ric, uscc
 
 from catalog.idcodes import (
     USCC_ALPHABET,
-    org_code_check_char,
-    org_code_check_sql,
     resident_id_check_char,
     resident_id_check_sql,
+    uscc_check_char,
     uscc_check_sql,
 )
-from egress_review.fingerprints import (
-    FULL_WIDTH_RE,
-    GROUPED_DIGITS_RE,
-    fingerprintable_sql,
-    fold_sql,
-    hash_sql,
-    key_sql,
-    sql_str,
+from egress_review.fingerprints import FULL_WIDTH_RE, GROUPED_DIGITS_RE, sql_str
+from egress_review.linkage import MIN_PSEUDONYM_PREFIX, form_sql
+from egress_review.normalise import (
+    CN_NUMERAL_CHARS,
+    RE_TWO_SEPARATORS,
+    SEPARATORS,
+    numeral_runs_sql,
+    spaced_runs_sql,
 )
 
-KINDS = (
-    "cn_resident_id",
-    "cn_resident_id_15",
-    "cn_mobile",
-    "cn_uscc",
-    "bank_card",
-    "email",
-    "licence_plate",
-    "passport",
-    "pseudonym_key",
-    "raw_identifier",
-)
+
+class Kind(StrEnum):
+    """What a finding is (``Finding.kind``); described in ``detect``."""
+
+    CN_RESIDENT_ID = "cn_resident_id"
+    CN_RESIDENT_ID_15 = "cn_resident_id_15"
+    CN_MOBILE = "cn_mobile"
+    CN_USCC = "cn_uscc"
+    BANK_CARD = "bank_card"
+    EMAIL = "email"
+    LICENCE_PLATE = "licence_plate"
+    PASSPORT = "passport"
+    PSEUDONYM_KEY = "pseudonym_key"
+    RAW_IDENTIFIER = "raw_identifier"
+    OPAQUE_TOKEN = "opaque_token"
+
+
+class Severity(StrEnum):
+    """What a finding does to its output: identifiers and linkage block it; a token that
+    may be a re-encoded pseudonym sends it to a reviewer."""
+
+    BLOCK = "block"
+    REVIEW = "review"
+
+
+KINDS = tuple(Kind)
+# Kinds looked for in reversed candidates: those whose check (check char, region, prefix) keeps
+# the reverse of an ordinary number from passing. A reversed Luhn-valid number passes Luhn one
+# time in ten, so cards, like passports and plates, are only looked for as written.
+REVERSIBLE = (Kind.CN_RESIDENT_ID, Kind.CN_USCC, Kind.CN_MOBILE, Kind.EMAIL)
+SEVERITY = {kind: Severity.BLOCK for kind in Kind} | {Kind.OPAQUE_TOKEN: Severity.REVIEW}
 PROVINCE_CODES = (
     "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
     "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
     "65", "71", "81", "82", "83",
 )  # fmt: skip
 PLATE_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
-MIN_PSEUDONYM_PREFIX = 16  # hex chars of a truncated pseudonym still treated as one (64 bits)
+__all__ = ["MIN_PSEUDONYM_PREFIX", "KINDS", "SEVERITY", "Kind", "Severity", "mask"]
 
 # Candidate extraction (RE2). Each family yields maximal runs, so boundaries need no lookaround.
 _RE_NUM = r"[0-9]{11,}[Xx]?"
 _RE_UPPER = r"[0-9A-Z]{9,}"
 _RE_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 _RE_PLATE = f"[{PLATE_PROVINCES}][A-Z][·•・ ]?[0-9A-Za-z]{{4,}}[挂学警港澳]?"
-# A cell can only hold a candidate if it matches this (one cheap pass prunes most cells).
-_RE_PREFILTER = f"[0-9A-Z]{{9}}|@|[{PLATE_PROVINCES}][A-Z]|{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"
+# Written backwards: a reversed e-mail (``moc.elpmaxe@resu``), a reversed ID ending in X.
+_RE_EMAIL_REV = r"[A-Za-z]{2,}\.[A-Za-z0-9.-]*[A-Za-z0-9-]@[A-Za-z0-9._%+-]+"
+_RE_NUM_REV = r"[Xx]?[0-9]{11,}"
+# A cell can only hold a candidate if it matches this (one cheap pass prunes most cells):
+# also spaced digits and Chinese numerals (11 of them, see ``normalise``) and reversed plates.
+_RE_PREFILTER = (
+    # runs (not the digits of a decimal fraction) of exactly 9 code chars (a passport), of 11+
+    # digits, of 18+ code chars (a credit code)
+    "(?:^|^\\.|[^0-9A-Z.]|[^0-9]\\.)(?:[0-9A-Z]{9}(?:$|[^0-9A-Z])|[0-9]{11}|[0-9A-Z]{18})"
+    f"|@|[{PLATE_PROVINCES}][A-Z]|{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"
+    f"|[0-9][{SEPARATORS}][0-9]+[{SEPARATORS}][0-9]"
+    f"|[{CN_NUMERAL_CHARS}][ .\\-]?[0-9{CN_NUMERAL_CHARS}][ .\\-]?[0-9{CN_NUMERAL_CHARS}]"
+)
 _RE_HASH = r"[0-9a-fA-F]{32,}"  # digit runs inside these are parts of hashes
 _RE_FRACTION = r"([0-9])\.[0-9]+"
-_RE_HEX = f"[0-9a-f]{{{MIN_PSEUDONYM_PREFIX},}}"
-_RE_TOKEN = r"[0-9A-Za-z@._-]{6,}"
-_RE_FIELD_SPLIT = r"[\s\x{3000},;|\"'=:()\[\]{}<>，；：、。（）【】《》“”‘’]+"
 # Full-match classifiers, shared by the SQL and the Python confirmation.
 _USCC_CHARS = "0-9A-HJ-NP-RTUWXY"
 _RE_USCC = f"[{_USCC_CHARS}]{{2}}[0-9]{{6}}[{_USCC_CHARS}]{{10}}"
 _RE_MOBILE = r"(?:0086|86)?1[3-9][0-9]{9}"
-_RE_CARD = r"[2-69][0-9]{15,18}"
+_RE_CARD = r"[0-9]{16,19}"
+# Issuer prefixes (IIN) of card schemes with 16-19 digit cards: Visa 4; Mastercard 51-55 and
+# 2221-2720; Maestro 50, 56-58, 6; Mir 2200-2204; JCB 3528-3589, Diners 300-305, 309, 36,
+# 38-39; UnionPay 62 and 81; Discover 60, 64-65; Chinese domestic cards 9 (955880, 9559...).
+# A Luhn-valid number with another prefix (a 1-prefixed snowflake ID, a date run) is no card.
+_RE_IIN = (
+    r"(?:4|5[0-8]|222[1-9]|22[3-9]|2[3-6]|27[01]|2720|220[0-4]"
+    r"|3(?:0[0-59]|5[2-8]|[689])|6|81|9)[0-9]*"
+)
 _RE_PASSPORT = r"[EG][0-9]{8}|E[A-HJ-NP-Z][0-9]{7}|[DSP]E[0-9]{7}"
 _RE_PLATE_TAIL = (
     r"[DF][A-HJ-NP-Z0-9][0-9]{4}|[0-9]{5}[DF]|[A-HJ-NP-Z0-9]{4}[挂学警港澳]|[A-HJ-NP-Z0-9]{5}"
@@ -157,10 +192,14 @@ def _provinces_sql(expr: str) -> str:
     return f"{expr} IN ({', '.join(sql_str(p) for p in PROVINCE_CODES)})"
 
 
-def _pattern_sql(cells: str) -> str:
-    """Hits ``(_row, _col, kind, value, source)`` of the pattern detectors over ``cells``.
+def _pattern_sql(forms: str) -> str:
+    """Hits ``(_row, _col, kind, value, source, form)`` of the pattern detectors over ``forms``.
 
-    ``cells`` is a relation ``(_row, _col, v)``. Parameters: ``$today`` (DATE), ``$limit``.
+    ``forms`` is a relation ``(_row, _col, f, v, n)`` (cells and their decoded forms, ``n`` the
+    value folded by ``fingerprints.fold_sql``). Besides the
+    candidates as written, each cell offers its digit runs written with separators or in
+    Chinese numerals, and its candidates reversed (digit and code runs, reversed e-mail and
+    plate shapes). Parameters: ``$today`` (DATE), ``$limit``.
     """
     num_text = (
         f"regexp_replace(regexp_replace(n, {sql_str(_RE_HASH)}, ' ', 'g'), "
@@ -176,11 +215,14 @@ def _pattern_sql(cells: str) -> str:
         f"(regexp_full_match(dg, '[0-9]{{15}}') AND {_provinces_sql('left(dg, 2)')} "
         "AND try_strptime('19' || substr(dg, 7, 6), '%Y%m%d') IS NOT NULL)"
     )
+    # Fail closed: the credit code's own check char decides; a wrong embedded organisation
+    # code (GB 11714) does not make a code that passes GB 32100 harmless.
+    # Its region code (chars 3-8) starts with a province code, like a resident ID's.
     uscc_ok = (
         f"(us IS NOT NULL AND {uscc_check_sql('left(us, 17)')} = right(us, 1) "
-        f"AND {org_code_check_sql('substr(us, 9, 8)')} = substr(us, 17, 1))"
+        f"AND {_provinces_sql('substr(us, 3, 2)')})"
     )
-    card_ok = f"(card IS NOT NULL AND {_luhn_sql('card')})"
+    card_ok = f"(card IS NOT NULL AND regexp_full_match(card, {sql_str(_RE_IIN)}) AND {_luhn_sql('card')})"
     plate_tail = "regexp_replace(m, '^.[A-Z][·•・ ]?', '')"
     plate_ok = (
         f"(regexp_full_match(m, '[{PLATE_PROVINCES}][A-HJ-NP-Z].*') "
@@ -188,31 +230,51 @@ def _pattern_sql(cells: str) -> str:
         f"AND (length({plate_tail}) <> 5 OR NOT regexp_full_match({plate_tail}, '[A-Z0-9]{{5}}') "
         f"OR length(regexp_replace({plate_tail}, '[^0-9]', '', 'g')) >= 3))"
     )
-    # Upper-case runs add what digit runs miss: codes holding letters (credit codes, passports);
-    # a run longer than 18 (``USCC91150...``) also offers its last 18 chars as a credit code.
+    # Upper-case runs add what digit runs miss: codes holding letters (credit codes, passports:
+    # 18 and 9 chars); a run longer than 18 (``USCC91150...``) also offers its last 18 chars as a credit code.
     upper = (
         f"list_filter(regexp_extract_all(nt, {sql_str(_RE_UPPER)}), "
-        "lambda t: regexp_matches(t, '[A-Z]'))"
+        "lambda t: (length(t) = 9 OR length(t) >= 18) AND regexp_matches(t, '[A-Z]'))"
     )
     upper_tails = (
-        f"list_transform(list_filter({upper}, lambda t: length(t) > 18), lambda t: right(t, 18))"
+        "list_transform(list_filter(up, lambda t: length(t) > 18), lambda t: right(t, 18))"
     )
-    candidates = (
-        f"list_distinct(list_concat(regexp_extract_all(nt, {sql_str(_RE_NUM)}), {upper}, "
-        f"{upper_tails}, regexp_extract_all(n, {sql_str(_RE_EMAIL)}), "
-        f"regexp_extract_all(n, {sql_str(_RE_PLATE)})))"
+    has_plate = f"regexp_matches(n, '[{PLATE_PROVINCES}]')"
+    # Backwards, only what a reversible kind can be: digit runs (a reversed ID may start with
+    # its X), 18-char code runs, reversed e-mail shapes, and the spaced and numeral runs.
+    num_rev = (
+        f"CASE WHEN regexp_matches(nt, '[Xx][0-9]{{11}}') "
+        f"THEN regexp_extract_all(nt, {sql_str(_RE_NUM_REV)}) ELSE num END"
     )
+    backwards = f"list_concat({num_rev}, list_filter(up, lambda t: length(t) = 18), emr, sp, cn)"
     return f"""
-WITH norm AS (
-    SELECT _row, _col, n, {num_text} AS nt
-    FROM (SELECT _row, _col, {fold_sql("v")} AS n FROM ({cells})
-          WHERE v IS NOT NULL AND length(v) >= 6 AND regexp_matches(v, {sql_str(_RE_PREFILTER)}))
+WITH folded AS MATERIALIZED (
+    SELECT _row, _col, f, n, {num_text} AS nt FROM ({forms})
+    WHERE length(v) >= 6 AND regexp_matches(v, {sql_str(_RE_PREFILTER)})
+),
+norm AS MATERIALIZED (
+    SELECT _row, _col, f, n, nt,
+        regexp_extract_all(nt, {sql_str(_RE_NUM)}) AS num,
+        {upper} AS up,
+        CASE WHEN contains(n, '@') THEN regexp_extract_all(n, {sql_str(_RE_EMAIL)}) ELSE [] END AS em,
+        CASE WHEN contains(n, '@') THEN regexp_extract_all(n, {sql_str(_RE_EMAIL_REV)}) ELSE [] END AS emr,
+        CASE WHEN {has_plate} THEN regexp_extract_all(n, {sql_str(_RE_PLATE)}) ELSE [] END AS pl,
+        CASE WHEN regexp_matches(n, {sql_str(RE_TWO_SEPARATORS)}) THEN {spaced_runs_sql("n")}
+             ELSE [] END AS sp,
+        {numeral_runs_sql("n")} AS cn
+    FROM folded
 ),
 cand AS (
-    SELECT DISTINCT _row, _col, unnest({candidates}) AS m FROM norm
+    SELECT DISTINCT * FROM (
+        SELECT _row, _col, f, 'P' AS tg, unnest(list_concat(num, up, {upper_tails}, em, pl)) AS m
+        FROM norm
+        UNION ALL SELECT _row, _col, f, 'S', unnest(sp) FROM norm WHERE len(sp) > 0
+        UNION ALL SELECT _row, _col, f, 'N', unnest(cn) FROM norm WHERE len(cn) > 0
+        UNION ALL SELECT _row, _col, f, 'R', reverse(unnest({backwards})) FROM norm
+    )
 ),
 feat AS (
-    SELECT _row, _col, m,
+    SELECT _row, _col, f, tg, m,
         CASE WHEN regexp_full_match(m, '[0-9]{{17}}[0-9Xx]') THEN upper(m) END AS id18,
         CASE WHEN NOT regexp_full_match(m, '[0-9]{{17}}[Xx]') AND regexp_full_match(m, '[0-9]+[Xx]?')
              THEN rtrim(m, 'Xx') END AS dg,
@@ -222,7 +284,7 @@ feat AS (
     FROM cand
 ),
 classified AS (
-    SELECT _row, _col,
+    SELECT _row, _col, f, tg,
         CASE
             WHEN {id_ok} THEN 'cn_resident_id'
             WHEN {id15_ok} THEN 'cn_resident_id_15'
@@ -244,65 +306,11 @@ SELECT DISTINCT _row, _col, kind,
         WHEN 'licence_plate' THEN regexp_replace(m, '^(.[A-Z])[·•・ ]', '\\1')
         ELSE m
     END AS value,
-    NULL::VARCHAR AS source
-FROM classified WHERE kind IS NOT NULL
+    NULL::VARCHAR AS source,
+    {form_sql("f", "tg")} AS form
+FROM classified
+WHERE kind IS NOT NULL AND (tg <> 'R' OR kind IN ({", ".join(sql_str(k) for k in REVERSIBLE)}))
 ORDER BY _row, _col NULLS FIRST, kind, value
-LIMIT $limit
-"""
-
-
-def _pseudonym_sql(cells: str, table: str) -> str:
-    """Hits of hex runs in ``cells`` that are a pseudonym, or its first 16+ chars.
-
-    A run longer than 32 chars (``id`` + key, or key + text) offers its first and last 32.
-    """
-    runs = f"regexp_extract_all(lower(v), {sql_str(_RE_HEX)})"
-    tokens = (
-        "list_distinct(list_concat(list_filter(r, lambda t: length(t) <= 32), "
-        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: left(t, 32)), "
-        "list_transform(list_filter(r, lambda t: length(t) > 32), lambda t: right(t, 32))))"
-    )
-    return f"""
-WITH runs AS (
-    SELECT _row, _col, {runs} AS r FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= {MIN_PSEUDONYM_PREFIX}
-),
-tok AS (SELECT _row, _col, unnest({tokens}) AS t FROM runs WHERE len(r) > 0)
-SELECT DISTINCT tok._row, tok._col, 'pseudonym_key' AS kind, tok.t AS value, NULL::VARCHAR AS source
-FROM tok JOIN {table} p ON left(tok.t, {MIN_PSEUDONYM_PREFIX}) = p.p16 AND starts_with(p.p, tok.t)
-ORDER BY 1, 2 NULLS FIRST, 4
-LIMIT $limit
-"""
-
-
-def _fingerprint_sql(cells: str, fingerprints: str) -> str:
-    """Hits of cells, tokens and delimited fields whose keyed hash is a fingerprint.
-
-    Every non-empty cell (or line) is hashed whole; one holding anything besides token
-    characters is also split into tokens (runs of ``[0-9A-Za-z@._-]``, 6+ chars) and fields
-    (split at whitespace and punctuation, e.g. ``name=张三;``), each hashed too. Each distinct
-    value is hashed once (outputs repeat values: categories, counts, log phrases), and only
-    the few matching values are joined back to their cells.
-    """
-    pieces = (
-        f"list_distinct(list_concat([{key_sql('n')}], "
-        "CASE WHEN regexp_matches(n, '[^0-9A-Za-z@._-]') THEN list_concat("
-        f"regexp_extract_all(n, {sql_str(_RE_TOKEN)}), string_split_regex(n, {sql_str(_RE_FIELD_SPLIT)})"
-        ") ELSE [] END))"
-    )
-    return f"""
-WITH norm AS (
-    SELECT _row, _col, {fold_sql("v")} AS n FROM ({cells}) WHERE v IS NOT NULL AND length(v) >= 2
-),
-piece AS (SELECT _row, _col, upper(unnest({pieces})) AS val FROM norm),
-cell_value AS (SELECT _row, _col, val FROM piece WHERE {fingerprintable_sql("val")}),
-hit AS (
-    SELECT u.val, string_agg(DISTINCT fp.source, ',' ORDER BY fp.source) AS source
-    FROM (SELECT DISTINCT val FROM cell_value) u JOIN {fingerprints} fp ON {hash_sql("u.val")} = fp.h
-    GROUP BY u.val
-)
-SELECT DISTINCT c._row, c._col, 'raw_identifier' AS kind, c.val AS value, hit.source
-FROM cell_value c JOIN hit ON c.val = hit.val
-ORDER BY 1, 2 NULLS FIRST, 4
 LIMIT $limit
 """
 
@@ -318,13 +326,15 @@ def _confirm(kind: str, value: str) -> bool:
     if kind == "cn_resident_id_15":
         return value[:2] in PROVINCE_CODES and _valid_date("19" + value[6:12], None, None)
     if kind == "cn_uscc":
-        return (
-            bool(re.fullmatch(_RE_USCC, value))
-            and uscc.calc_check_digit(value[:17]) == value[17]
-            and org_code_check_char(value[8:16]) == value[16]
-        )
+        return bool(re.fullmatch(_RE_USCC, value)) and uscc.calc_check_digit(value[:17]) == value[
+            17
+        ] == uscc_check_char(value[:17])
     if kind == "bank_card":
-        return bool(re.fullmatch(_RE_CARD, value)) and luhn.is_valid(value)
+        return (
+            bool(re.fullmatch(_RE_CARD, value))
+            and bool(re.fullmatch(_RE_IIN, value))
+            and luhn.is_valid(value)
+        )
     return True
 
 

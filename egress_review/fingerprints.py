@@ -32,6 +32,15 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from egress_review.fingerprint_forms import (
+    SHAPES_FIELD,
+    Shape,
+    add_forms,
+    parse_shapes,
+    shapes_json,
+    shapes_of,
+)
+from egress_review.normalise import COMPAT_ASCII, COMPAT_CHARS, COMPAT_RE, sql_str
 from shuyu.errors import PlatformError, ValidationError
 
 if TYPE_CHECKING:
@@ -42,12 +51,13 @@ KEY_CHECK_FIELD = "shuyu_fingerprint_key_check"
 MIN_VALUE_CHARS = 2  # one-character values (a lone digit or letter) would match everything
 PSEUDONYM_TRANSFORMS = ('"pseudonymise"', "pseudonymise")  # canonical JSON, or a bare name
 
-# Full-width forms (U+FF01..U+FF5E) of ASCII, and the ideographic space, folded to ASCII.
-_FULL = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000"
-_HALF = "".join(chr(c) for c in range(0x21, 0x7F)) + " "
-# Values worth folding: full-width digits, letters or @ (not mere full-width punctuation, which
-# Chinese text is full of), and digits in one of the groups below.
-FULL_WIDTH_RE = r"[\x{FF10}-\x{FF19}\x{FF20}-\x{FF3A}\x{FF41}-\x{FF5A}]"
+# Compatibility forms of ASCII (full-width, circled, mathematical digits, tone-marked pinyin
+# vowels: NFKC with accents stripped, see ``normalise``) and the ideographic space, folded.
+_FULL = COMPAT_CHARS
+_HALF = COMPAT_ASCII
+# Values worth folding: a compatibility digit, letter or @ (not mere full-width punctuation,
+# which Chinese text is full of), and digits in one of the groups below.
+FULL_WIDTH_RE = COMPAT_RE
 GROUPED_DIGITS_RE = r"[0-9]{3}[ -][0-9]{4}[ -][0-9]{4}|[0-9]{6}[ -][0-9]{8}"
 # Digit groups people write with spaces or hyphens: mobile 3-4-4, resident ID 6-8-4,
 # card 4-4-4-4(-1..3). Each replacement runs twice: a match consumes the boundary character
@@ -62,20 +72,16 @@ _GROUPS = (
 )
 
 
-def sql_str(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def sql_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def fold_sql(expr: str) -> str:
+def fold_sql(expr: str, *, unchanged: str | None = None) -> str:
     """Fold full-width ASCII to half-width and compact grouped digits (``138 1234 5678``).
 
     Both steps are costly, so each runs only on the values that need it: translate() on values
     holding a full-width digit, letter or @, the compaction on values holding a digit group.
+    ``unchanged``: the SQL to return for values needing neither (default: the value).
     """
 
     def compact(value: str) -> str:
@@ -85,10 +91,11 @@ def fold_sql(expr: str) -> str:
         return value
 
     folded = f"translate({expr}, {sql_str(_FULL)}, {sql_str(_HALF)})"
+    either = f"{FULL_WIDTH_RE}|{GROUPED_DIGITS_RE}"  # one pass for the many values needing neither
     return (
-        f"(CASE WHEN regexp_matches({expr}, {sql_str(FULL_WIDTH_RE)}) THEN {compact(folded)} "
-        f"WHEN regexp_matches({expr}, {sql_str(GROUPED_DIGITS_RE)}) THEN {compact(expr)} "
-        f"ELSE {expr} END)"
+        f"(CASE WHEN NOT regexp_matches({expr}, {sql_str(either)}) THEN {unchanged or expr} "
+        f"WHEN regexp_matches({expr}, {sql_str(FULL_WIDTH_RE)}) THEN {compact(folded)} "
+        f"ELSE {compact(expr)} END)"
     )
 
 
@@ -147,22 +154,36 @@ def build_fingerprints(
     target: Path,
     *,
     label: str | None = None,
+    names: Iterable[str] = (),
 ) -> int:
     """Write the keyed hashes of every distinct value of ``columns`` to ``target`` (Parquet).
 
     The file has two columns: ``h`` (64 hex chars) and ``column`` (``label.column`` when a label,
-    such as the dataset name, is given). Rows are sorted by hash, so the file keeps nothing of
-    the snapshot's row order. Values :func:`fingerprintable_sql` rejects (one character, short
-    numbers, fractions) are left out. Everything runs in DuckDB; no value reaches Python. Returns the number of fingerprints written.
+    such as the dataset name, is given). Every value is also fingerprinted reversed
+    (``column (reversed)``), and the values of the ``names`` columns (person names, a subset of
+    ``columns``) in pinyin too (``column (pinyin)``, see ``fingerprint_forms``). Rows are
+    sorted by hash, so the file keeps nothing of the snapshot's row order. Values
+    :func:`fingerprintable_sql` rejects (one character, short numbers, fractions) are left out.
+    The file's key-value metadata holds the key check and the shapes of the values (class and
+    length range), which lets the scan skip values no fingerprint can match. Everything runs in
+    DuckDB; only the distinct characters of names reach Python (for their pinyin). Returns the
+    number of fingerprints written.
     """
     _check_key(key)
     snapshot_parquet = Path(snapshot_parquet)
     target = Path(target)
+    names = list(names)
     if not snapshot_parquet.is_file():
         raise ValidationError(
             "the snapshot to fingerprint does not exist",
             file=str(snapshot_parquet),
             fix="pass the registered snapshot's Parquet file",
+        )
+    if unknown := [c for c in names if c not in columns]:
+        raise ValidationError(
+            f"name column {', '.join(unknown)} is not among the fingerprinted columns",
+            field="names",
+            fix="list person-name columns among the direct identifiers",
         )
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     try:
@@ -175,16 +196,26 @@ def build_fingerprints(
                 file=str(snapshot_parquet),
                 fix="list only the dataset's direct_identifier columns",
             )
+
+        def src(c: str) -> str:
+            return f"{label}.{c}" if label else c
+
         selects = [
             f"SELECT {normalise_sql(f'CAST({sql_ident(c)} AS VARCHAR)')} AS v, "
-            f"{sql_str(f'{label}.{c}' if label else c)} AS src FROM {source}"
+            f"{sql_str(src(c))} AS src FROM {source}"
             for c in columns
         ]
         body = " UNION ALL ".join(selects) or "SELECT NULL::VARCHAR AS v, NULL::VARCHAR AS src"
         con.execute(
-            "CREATE TEMP TABLE fp AS SELECT DISTINCT "
-            f'{hash_sql("v")} AS h, src AS "column" FROM ({body}) '
-            f"WHERE v IS NOT NULL AND {fingerprintable_sql('v')}",
+            f"CREATE TEMP TABLE base AS SELECT DISTINCT v, src FROM ({body}) "
+            f"WHERE v IS NOT NULL AND {fingerprintable_sql('v')}"
+        )
+        add_forms(con, "base", [src(c) for c in names])
+        con.execute(f"DELETE FROM base WHERE NOT {fingerprintable_sql('v')}")
+        shapes = shapes_of(con, "base")
+        con.execute(
+            f'CREATE TEMP TABLE fp AS SELECT DISTINCT {hash_sql("v")} AS h, src AS "column" '
+            "FROM base",
             {"fpkey": key.hex()},
         )
         count = con.execute("SELECT count(*) FROM fp").fetchone()[0]  # type: ignore[index]
@@ -196,7 +227,8 @@ def build_fingerprints(
         try:
             con.execute(
                 f'COPY (SELECT h, "column" FROM fp ORDER BY h, "column") TO {sql_str(tmp_name)} '
-                f"(FORMAT parquet, KV_METADATA {{{KEY_CHECK_FIELD}: {sql_str(key_check(key))}}})"
+                f"(FORMAT parquet, KV_METADATA {{{KEY_CHECK_FIELD}: {sql_str(key_check(key))}, "
+                f"{SHAPES_FIELD}: {sql_str(shapes_json(shapes))}}})"
             )
             os.replace(tmp_name, target)
         finally:
@@ -217,22 +249,27 @@ class FingerprintSet:
     """Fingerprint files of granted datasets and the key they were built with.
 
     The key is checked against each file's stored key check, so a wrong key raises instead of
-    silently matching nothing. The key is never part of the repr.
+    silently matching nothing. The key is never part of the repr. ``shapes`` is the union of
+    the files' value shapes, or None when a file predates them (then every value is hashed).
     """
 
-    __slots__ = ("paths", "key")
+    __slots__ = ("paths", "key", "shapes")
 
     def __init__(self, paths: Iterable[Path], key: bytes) -> None:
         _check_key(key)
         resolved = [Path(p) for p in paths]
+        shapes: list[tuple[Shape, int, int]] | None = []
         con = duckdb.connect(config={"autoinstall_known_extensions": False})
         try:
             for path in resolved:
                 _verify_file(con, path, key)
+                found = _shapes_of_file(con, path)
+                shapes = None if found is None or shapes is None else shapes + found
         finally:
             con.close()
         self.paths: list[Path] = resolved
         self.key: bytes = bytes(key)
+        self.shapes: list[tuple[Shape, int, int]] | None = shapes
 
     def __repr__(self) -> str:
         return f"FingerprintSet(paths={[str(p) for p in self.paths]!r})"
@@ -252,6 +289,23 @@ class FingerprintSet:
             return int(con.execute(f"SELECT count(*) FROM {self.relation_sql()}").fetchone()[0])  # type: ignore[index]
         finally:
             con.close()
+
+
+def _shapes_of_file(
+    con: duckdb.DuckDBPyConnection, path: Path
+) -> list[tuple[Shape, int, int]] | None:
+    rows = con.execute(
+        "SELECT decode(value) FROM parquet_kv_metadata(?) WHERE decode(key) = ?",
+        [str(path), SHAPES_FIELD],
+    ).fetchall()
+    if not rows:
+        return None
+    try:
+        return parse_shapes(rows[0][0])
+    except (ValueError, TypeError):
+        raise ValidationError(
+            "the fingerprint file's shapes are unreadable", file=str(path), fix="rebuild it"
+        ) from None
 
 
 def _verify_file(con: duckdb.DuckDBPyConnection, path: Path, key: bytes) -> None:

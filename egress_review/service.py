@@ -24,7 +24,7 @@ import pandas as pd
 from sqlalchemy import Connection, insert, select
 
 from egress_review.declarations import Verification, check_declarations, value_statistics
-from egress_review.detect import Finding, read_output, scan_text
+from egress_review.detect import Finding, Severity, read_output, scan_text
 from egress_review.differencing import flag_differences
 from egress_review.extract import ReadLimits, read_table
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
@@ -120,10 +120,15 @@ def check_output(
         return blocked_unread(result, exc.reason)
     findings = read.findings
     result.findings = [_finding(f) for f in findings]
-    if findings:
+    if blocking := [f for f in findings if f.severity is Severity.BLOCK]:
         result.status = Verdict.BLOCKED
         result.notes.append(
-            f"{len(findings)} personal-information finding(s): the output cannot be released"
+            f"{len(blocking)} personal-information finding(s): the output cannot be released"
+        )
+    elif findings:
+        result.status = Verdict.REVIEW
+        result.notes.append(
+            f"{len(findings)} opaque token(s) that may be pseudonyms: the reviewer must judge them"
         )
     if declared.get("dp"):
         result.dp = declared["dp"]
@@ -544,6 +549,8 @@ def _finding(f: Finding) -> dict[str, Any]:
         "kind": f.kind,
         "masked": f.masked,
         "source": f.source,
+        "form": f.form,
+        "severity": str(f.severity),
     }
 
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Create one of the benchmarks' separate virtual environments (ACRO, SmartNoise SQL), which are
-# never project dependencies. Idempotent. Usage: bench/envs/setup.sh acro|smartnoise
+# Create one of the benchmarks' separate virtual environments (ACRO, SmartNoise SQL, Presidio), which are
+# never project dependencies. Idempotent. Usage: bench/envs/setup.sh acro|smartnoise|presidio
 set -euo pipefail
-name="${1:?usage: $0 acro|smartnoise}"
+name="${1:?usage: $0 acro|smartnoise|presidio}"
 case "$name" in
   acro) module=acro ;;
   smartnoise) module=snsql ;;
-  *) echo "unknown environment $name (use acro or smartnoise)" >&2; exit 2 ;;
+  presidio) module=presidio_analyzer ;;
+  *) echo "unknown environment $name (use acro, smartnoise or presidio)" >&2; exit 2 ;;
 esac
 here="$(cd "$(dirname "$0")/$name" && pwd)"
 if [ ! -x "$here/bin/python" ]; then
