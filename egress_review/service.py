@@ -288,7 +288,14 @@ def acro_results(check: OutputCheck) -> dict[str, Any]:
 
 
 def job_checks(platform: Platform, job_id: str) -> list[dict[str, Any]]:
-    """Stored check reports of a job, for reviewers and auditors."""
+    """Stored check reports of a job, for reviewers and auditors of the job's project."""
+    from jobs.service import readable_job
+    from shuyu.access import enforced
+    from shuyu.permissions import check_can_read_job_checks
+
+    job = readable_job(platform, job_id)
+    with enforced(platform, "checks.read", f"job:{job_id}"):
+        check_can_read_job_checks(platform.user, job, job_id)
     with platform.store.read() as conn:
         rows = conn.execute(
             select(output_checks.c.report)

@@ -49,8 +49,12 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
 
 
 def make_platform(home: Path, db_url: str = "", **overrides: object) -> Platform:
+    from shuyu.tenancy import add_tenant
+    from tests.identities import TENANT
+
     settings = Settings.from_env({}, home=home, db_url=db_url, actor="tester", **overrides)
     platform, _ = init_home(settings)
+    add_tenant(platform, TENANT)  # the example grant's tenant: grants name registered tenants
     return platform
 
 
