@@ -166,11 +166,15 @@ def test_the_cli_is_the_host_console_and_refuses_analyst_and_reviewer_identities
     home = {"SHUYU_HOME": str(granted.home)}
     before = len(list_entries(granted))
     for name in ("li", "wang"):
-        refused = runner.invoke(cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": name})
+        refused = runner.invoke(
+            cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": name}
+        )
         assert refused.exit_code != 0 and "is for operators and stewards" in refused.output
         assert job.id not in refused.output
     assert len(list_entries(granted)) == before, "a refused console changes nothing"
-    console = runner.invoke(cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": ""})
+    console = runner.invoke(
+        cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": ""}
+    )
     assert console.exit_code == 0 and json.loads(console.output)["reason"] == "stopped"
     cancel = runner.invoke(cli, ["tenant", "add", "某公司"], env={**home, "SHUYU_USER": "ops"})
     assert cancel.exit_code == 0, cancel.output
