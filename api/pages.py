@@ -13,7 +13,7 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from api.session import COOKIE, Sessions, authenticate, check_csrf, origin
+from api.session import Sessions, authenticate, check_csrf, origin
 from shuyu.auth import record_refusal, sign_in
 from shuyu.errors import PermissionDenied, Unauthenticated
 from shuyu.platform import Platform
@@ -25,8 +25,8 @@ TEMPLATES = Environment(
 )
 
 
-def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status)
+def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(TEMPLATES.get_template(template).render(**context), status_code=status)
 
 
 def register(app: FastAPI, base: Platform, sessions: Sessions) -> None:
@@ -75,9 +75,10 @@ def register(app: FastAPI, base: Platform, sessions: Sessions) -> None:
 
     @app.get("/me", response_class=HTMLResponse, include_in_schema=False)
     def me_page(request: Request) -> Response:
-        if COOKIE not in request.cookies and "authorization" not in request.headers:
+        try:
+            user = authenticate(base, sessions, request)
+        except Unauthenticated:  # not signed in, or the session ended: to the sign-in page
             return RedirectResponse("/login", status_code=303)
-        user = authenticate(base, sessions, request)
         session = _session_or_fresh(request)
         return _page(
             "me.html", me=whoami(base.acting_as(user)), csrf_token=session.csrf if session else ""
