@@ -185,3 +185,8 @@ def create_app(settings: Settings) -> FastAPI:
         return verify_ledger(c.platform)
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """For `uvicorn --factory api.http:app_from_env --workers N`: settings from the environment."""
+    return create_app(Settings.from_env())

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import yaml
-from common import ROOT, demo_data
+from common import ROOT, demo_data, ensure_tenant
 
 QUERY = "SELECT district, COUNT(*) AS n, SUM(wage_base) AS s, AVG(wage_base) AS m FROM {table} GROUP BY district"
 SN_DIR = ROOT / "bench" / "envs" / "smartnoise"
@@ -66,6 +66,7 @@ def main() -> None:
                 "resident_id": "pseudonymise", "enterprise_code": "pseudonymise", "district": "keep",
                 "month": "keep", "wage_base": "keep", "pension_paid": "keep"}}},
         }))  # fmt: skip
+        ensure_tenant(platform, grant)
         add_grant(platform, grant)
         ws = build_workspace(platform, "bench").path
 

@@ -203,6 +203,11 @@ def readable_job(platform: Platform, job_id: str) -> Job:
             job: Job | None = records.load(conn, job_id)
         except NotFound:
             job = None
+    return _check_readable(platform, job_id, job)
+
+
+def _check_readable(platform: Platform, job_id: str, job: Job | None) -> Job:
+    """Checked after the read connection is closed: a denial writes its own ledger entry."""
     with enforced(platform, "job.read", f"job:{job_id}"):
         check_can_read_jobs(platform.user)
     if job is None:
@@ -213,9 +218,15 @@ def readable_job(platform: Platform, job_id: str) -> Job:
 
 
 def view(platform: Platform, job_id: str) -> JobView:
-    job = readable_job(platform, job_id)
+    """One read for the job and its history; nothing of it is returned unless the check passes."""
     with platform.store.read() as conn:
-        return JobView(job, records.events(conn, job_id), records.outputs(conn, job_id))
+        try:
+            found: Job | None = records.load(conn, job_id)
+        except NotFound:
+            found = None
+        events = records.events(conn, job_id) if found else []
+        outputs = records.outputs(conn, job_id) if found else []
+    return JobView(_check_readable(platform, job_id, found), events, outputs)
 
 
 def list_jobs(
