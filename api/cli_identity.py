@@ -7,6 +7,7 @@ people, record their real-name check and confidentiality agreement, and hand out
 from __future__ import annotations
 
 import datetime as dt
+import sys
 
 import click
 
@@ -81,7 +82,7 @@ def register(main: click.Group) -> None:  # noqa: C901  (one small command each)
         from shuyu.auth import set_password
 
         if password_stdin:
-            password = click.get_text_stream("stdin").readline().rstrip("\n")
+            password = sys.stdin.readline().rstrip("\n")
         else:
             password = click.prompt("password", hide_input=True, confirmation_prompt=True)
         emit(set_password(platform_from(ctx), name, password), as_json)
@@ -119,7 +120,7 @@ def register(main: click.Group) -> None:  # noqa: C901  (one small command each)
         from shuyu.users import record_realname
 
         if resident_id_stdin:
-            rid = click.get_text_stream("stdin").readline().strip()
+            rid = sys.stdin.readline().strip()
         else:
             rid = click.prompt("resident ID number", hide_input=True)
         emit(record_realname(platform_from(ctx), name, rid), as_json)

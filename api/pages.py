@@ -69,9 +69,9 @@ def register(app: FastAPI, base: Platform, sessions: Sessions) -> None:
         except Unauthenticated as exc:
             assert session is not None
             return _page("login.html", 401, csrf_token=session.csrf, name=name, error=exc.message)
-        response = RedirectResponse("/me", status_code=303)
-        sessions.set(response, sessions.fresh(user.name, epoch))  # a new CSRF token per session
-        return response
+        redirect = RedirectResponse("/me", status_code=303)
+        sessions.set(redirect, sessions.fresh(user.name, epoch))  # a new CSRF token per session
+        return redirect
 
     @app.get("/me", response_class=HTMLResponse, include_in_schema=False)
     def me_page(request: Request) -> Response:

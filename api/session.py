@@ -119,13 +119,13 @@ def authenticate(platform: Platform, sessions: Sessions, request: Request) -> Us
                 "X-Shuyu-User is accepted only from the trusted proxy",
                 fix="sign in, or send the request through the deployment's proxy",
             )
-        user = lookup(platform, proxied)
-        if user.role is None:
+        named = lookup(platform, proxied)
+        if named.role is None:
             _refuse(platform, "proxy named an unregistered or disabled user", proxied, where)
             raise Unauthenticated(
                 "the proxy named no enabled account", fix="ask an operator to register it"
             )
-        return user
+        return named
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, secret = auth.partition(" ")

@@ -55,9 +55,12 @@ class User:
 
 
 class JobLike(Protocol):
-    project: str
-    submitted_by: str
-    tenant: str | None
+    @property
+    def project(self) -> str: ...
+    @property
+    def submitted_by(self) -> str: ...
+    @property
+    def tenant(self) -> str | None: ...
 
 
 def _allowed(user: User, *roles: str) -> bool:
