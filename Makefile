@@ -32,7 +32,7 @@ bench: services
 check: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shuyu catalog policies lineage jobs egress_review privacy sandbox api
+	$(VENV)/bin/mypy shuyu catalog policies lineage jobs egress_review privacy aggregation sandbox api
 
 fix: setup
 	$(VENV)/bin/ruff check --fix .

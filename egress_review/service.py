@@ -17,7 +17,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import insert, select
 
+from egress_review.declarations import Verification, check_declarations, value_statistics
 from egress_review.detect import Finding, scan_output, scan_text
+from egress_review.differencing import flag_differences
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
 from egress_review.sdc import TableReport, check_dof, check_table
@@ -31,6 +33,7 @@ from shuyu.schema import grants, job_outputs, output_checks, workspaces
 
 PASS, REVIEW, BLOCKED = "pass", "review", "blocked"
 TABLE_SUFFIXES = {".csv", ".parquet"}
+PERSONS = "persons (platform)"  # persons behind each cell, from the contributor data
 
 
 @dataclass
@@ -87,7 +90,7 @@ def check_output(
         )
         return result
     if kind == "table" and path.suffix.lower() in TABLE_SUFFIXES | {".json"}:
-        _check_table(result, path, declared, rules, contributors)
+        _check_table(result, path, declared, rules, contributors, workspace=pseudonyms)
         _redact(result, findings)
     elif kind == "microdata":
         _check_microdata(result, path, declared, rules)
@@ -105,16 +108,49 @@ def _check_table(
     declared: dict[str, Any],
     rules: DisclosureRules,
     contributors: Path | None,
+    workspace: Path | None = None,
 ) -> None:
+    """Declarations first (is it an aggregate, do its numbers hold?), then the SDC rules.
+
+    With a workspace (production checks), a table whose numbers cannot be verified against data
+    the platform holds goes to review marked unverified; with contributor data, the persons
+    behind each cell are checked against the threshold too, whatever the count columns say.
+    """
     table = _read(path)
     if declared.get("dof"):
         _check_dof(result, table, declared["dof"], rules)
+    declarations = check_declarations(
+        table, declared, workspace=workspace, contributors=contributors
+    )
+    if declarations.problems:
+        result.status = BLOCKED
+        result.notes.extend(f"not an aggregate table: {p}" for p in declarations.problems)
+    if declarations.verification is Verification.UNVERIFIED:
+        result.status = _worst(result.status, REVIEW)
+        result.notes.append(
+            "unverified: the table's numbers could not be checked against data the platform "
+            "holds; the reviewer must judge them"
+        )
+    result.notes.extend(declarations.notes)
     if not (declared.get("counts") or declared.get("values")):
         result.status = _worst(result.status, REVIEW)
         result.notes.append("no counts or values declared: the reviewer must judge every cell")
         return
-    report = table_report(table, declared, rules, contributors)
-    result.sdc = report.to_dict()
+    declared_columns = [
+        *declarations.group_by,
+        *(declared.get("counts") or []),
+        *(declared.get("values") or []),
+    ]
+    if any(c not in table.columns for c in declared_columns):
+        return  # blocked above: the declared columns are not there to check
+    checked = dict(declared)
+    if declarations.persons is not None:
+        table = table.assign(**{PERSONS: declarations.persons})
+        checked["counts"] = [*(declared.get("counts") or []), PERSONS]
+        checked["group_by"] = declarations.group_by
+    helper = contributors if declarations.helper_usable else None
+    report = table_report(table, checked, rules, helper)
+    result.sdc = {**report.to_dict(), "declarations": declarations.to_dict()}
     result.evidence = report
     result.status = _worst(result.status, REVIEW if not report.ok else PASS)
     if report.blocked:
@@ -157,7 +193,6 @@ def table_report(
     group_by = list(
         declared.get("group_by") or [c for c in table.columns if c not in counts + values]
     )
-    stats = [s for s in declared.get("statistics") or [] if s != "count"]
     return check_table(
         table,
         group_by=group_by,
@@ -166,7 +201,7 @@ def table_report(
         rules=rules,
         contributors=contributors,
         contributor_id="contributor" if contributors else None,
-        stats=stats[0] if stats else None,
+        stats=value_statistics(declared),
     )
 
 
@@ -377,6 +412,7 @@ def check_job(platform: Platform, job_id: str) -> dict[str, Any]:
                     ),
                 )
             )
+    flag_differences(platform, job_id, checks)
     report = {
         "job": job_id,
         "checked_at": utcnow().isoformat(),

@@ -113,6 +113,8 @@ class JobRun:
         if action.get("dp"):
             self.run_dp(name, action, workspace)
             return
+        if action.get("table"):
+            return self.run_table(name, action, workspace)
         code_dir = self.job_dir / "code"
         self._stage_inputs(action, code_dir)
         make_readable(code_dir)
@@ -222,6 +224,55 @@ class JobRun:
                     stored_path=self.platform.relative(target),
                     declared={**declared, "dp": meta},
                 )
+            )
+
+    def run_table(self, name: str, action: dict[str, Any], workspace: Path) -> None:
+        """Trusted aggregation: the platform computes the table over the workspace (`aggregation/`).
+
+        The contributor-level rows behind the cells are written beside the job's collected
+        outputs, never inside them, so no later action's sandbox can read them; the stored
+        declaration points the egress checks at them and marks the table the platform's own.
+        """
+        from aggregation.service import check_declared, run_table_query
+
+        ((out_path, declared),) = action["outputs"].items()
+        target = self.job_dir / "collected" / name / out_path
+        helper_rel = "_platform/contributors.parquet"
+        helper = self.job_dir / "held" / name / helper_rel
+        try:
+            result = run_table_query(workspace, action["table"]["query"], target, helper)
+            filled = check_declared(result.query, declared, f"actions.{name}.outputs.{out_path}")
+        except ShuyuError as exc:
+            self.fail(FailureKind.POLICY, f"action {name}: {exc.message}")
+        self.move(JobState.COLLECTING, f"collecting the table of action {name}")
+        meta = {**filled, "contributors": helper_rel, "aggregation": result.metadata()}
+        rows = [
+            dict(
+                path=out_path,
+                status="collected",
+                kind="table",
+                sha256=sha256_file(target),
+                size_bytes=target.stat().st_size,
+                rows=len(result.table),
+                columns=len(result.table.columns),
+                stored_path=self.platform.relative(target),
+                declared=meta,
+            ),
+            dict(
+                path=helper_rel,
+                status="helper",
+                sha256=sha256_file(helper),
+                size_bytes=helper.stat().st_size,
+                rows=result.helper_rows,
+                stored_path=self.platform.relative(helper),
+                declared={"contributors_for": out_path, "platform": True},
+            ),
+        ]
+        blank = dict.fromkeys(c.name for c in job_outputs.columns if c.name != "id")
+        with self.platform.store.transaction() as conn:
+            conn.execute(
+                insert(job_outputs),
+                [{**blank, "job_id": self.job_id, "action": name, **r} for r in rows],
             )
 
     def _stage_inputs(self, action: dict[str, Any], code_dir: Path) -> None:

@@ -56,9 +56,10 @@ class OutputSpec(BaseModel):
             raise ValueError(
                 "only table outputs take contributor data | fix: remove `contributors`"
             )
-        if self.contributors is not None and not self.values:
+        if self.contributors is not None and not (self.values or self.counts):
             raise ValueError(
-                "contributor data needs the `values` columns it backs | fix: list them in values"
+                "contributor data needs the `counts` or `values` columns it backs "
+                "| fix: list them in counts or values"
             )
         return self
 
@@ -84,28 +85,60 @@ class DPQuery(BaseModel):
         return value.strip().rstrip(";")
 
 
+class TableAggregate(BaseModel):
+    """Executed by the platform over the workspace (`aggregation/`), never in the sandbox.
+
+    Restricted aggregate SQL: COUNT, SUM, AVG, MIN/MAX, MEDIAN, GROUP BY the output's declared
+    group_by columns, simple WHERE. The platform computes the table and keeps the
+    contributor-level data behind it, so the disclosure checks use its own numbers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: str
+
+    @field_validator("query")
+    @classmethod
+    def _select(cls, value: str) -> str:
+        if not re.match(r"(?is)^\s*select\s", value) or ";" in value.strip().rstrip(";"):
+            raise ValueError(
+                "a table query is one SELECT statement "
+                "| fix: write SELECT <group columns>, COUNT(*) ... FROM dataset GROUP BY ..."
+            )
+        return value.strip().rstrip(";")
+
+
 class ActionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run: str | None = None
     dp: DPQuery | None = None
+    table: TableAggregate | None = None
     needs: tuple[str, ...] = ()
     outputs: dict[str, OutputSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _one_kind(self) -> ActionSpec:
-        if (self.run is None) == (self.dp is None):
+        if sum(k is not None for k in (self.run, self.dp, self.table)) != 1:
             raise ValueError(
-                "an action has exactly one of `run:` or `dp:` | fix: e.g. run: python analysis.py"
+                "an action has exactly one of `run:`, `dp:` or `table:` "
+                "| fix: e.g. run: python analysis.py"
             )
         if self.run is not None and not RUN_FORM.match(self.run):
             raise ValueError(
                 "run must be `python FILE` or `sql FILE` | fix: e.g. run: python analysis.py"
             )
-        if (self.dp is not None or self.language == "sql") and len(self.outputs) != 1:
+        if (self.dp or self.table or self.language == "sql") and len(self.outputs) != 1:
             raise ValueError(
-                "a DP or SQL action has exactly one output | fix: declare one table output"
+                "a DP, table or SQL action has exactly one output | fix: declare one table output"
             )
+        if self.table is not None:
+            (output,) = self.outputs.values()
+            if output.kind != "table" or output.contributors is not None:
+                raise ValueError(
+                    "a table: action writes one table and the platform keeps its contributor "
+                    "data | fix: declare kind: table and no contributors"
+                )
         return self
 
     @property

@@ -107,7 +107,6 @@ def test_analyst_submits_but_cannot_read_checks_or_ledger(api: TestClient) -> No
     body = {
         "spec_yaml": (EXAMPLE / "job.yaml").read_text(encoding="utf-8"),
         "files": {
-            "wages.py": (EXAMPLE / "wages.py").read_text(),
             "headcount.sql": (EXAMPLE / "headcount.sql").read_text(),
         },
     }

@@ -15,11 +15,17 @@ from shuyu.errors import ValidationError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "jobs" / "employment"
 BASE = yaml.safe_load((EXAMPLE / "job.yaml").read_text(encoding="utf-8"))
+# The mutations below edit a script action: the example's `table:` action, written as a script.
+BASE["actions"]["wages"] = {
+    "run": "python wages.py",
+    "outputs": BASE["actions"]["wages"]["outputs"],
+}
 
 
 def write_spec(tmp_path: Path, change=None) -> Path:
     folder = tmp_path / "job"
     shutil.copytree(EXAMPLE, folder, dirs_exist_ok=True)
+    (folder / "wages.py").write_text("print('wages')\n", encoding="utf-8")
     doc = copy.deepcopy(BASE)
     if change:
         change(doc)

@@ -1,0 +1,1 @@
+"""Trusted aggregation: `table:` actions, executed by the platform over the workspace."""
