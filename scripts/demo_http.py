@@ -37,10 +37,7 @@ def main() -> None:
     token = Path(token_file).read_text().strip()
     body = {
         "spec_yaml": (EXAMPLE / "job.yaml").read_text(encoding="utf-8"),
-        "files": {
-            "wages.py": (EXAMPLE / "wages.py").read_text(),
-            "headcount.sql": (EXAMPLE / "headcount.sql").read_text(),
-        },
+        "files": {"headcount.sql": (EXAMPLE / "headcount.sql").read_text()},
     }
     request = urllib.request.Request(
         f"{base}/api/jobs",

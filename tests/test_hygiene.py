@@ -182,7 +182,6 @@ def test_production_runs_per_analyst_are_capped_and_the_refusal_recorded(
     body = {
         "spec_yaml": (EXAMPLE / "job.yaml").read_text(encoding="utf-8"),
         "files": {
-            "wages.py": (EXAMPLE / "wages.py").read_text(),
             "headcount.sql": (EXAMPLE / "headcount.sql").read_text(),
         },
     }

@@ -40,7 +40,6 @@ def body() -> dict:
     return {
         "spec_yaml": (EXAMPLE / "job.yaml").read_text(encoding="utf-8"),
         "files": {
-            "wages.py": (EXAMPLE / "wages.py").read_text(),
             "headcount.sql": (EXAMPLE / "headcount.sql").read_text(),
         },
     }
