@@ -87,7 +87,16 @@ def register(app: FastAPI, base: Platform, sessions: Sessions) -> None:
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request, csrf_token: str = Form("")) -> Response:
         session = _session_or_fresh(request)
-        check_csrf(session, csrf_token)
+        try:
+            check_csrf(session, csrf_token)
+        except PermissionDenied:
+            record_refusal(
+                base.acting_as("anonymous"),
+                "auth.refused",
+                f"user:{session.name}" if session and session.name else "request",
+                {"why": "missing CSRF token", "from": origin(request)},
+            )
+            raise
         response = RedirectResponse("/login", status_code=303)
         sessions.clear(response)
         return response

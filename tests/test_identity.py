@@ -260,3 +260,25 @@ def test_reviewers_never_review_their_own_organisation_or_submission(
     job = Job()
     job.submitted_by, job.tenant = submitted_by, tenant  # type: ignore[attr-defined]
     assert can_review_job(reviewer, job) is allowed  # type: ignore[arg-type]
+
+
+def test_lockout_and_tokens_on_both_stores(any_platform: Platform) -> None:
+    """The failure count and the lock live in the store (row-locked on PostgreSQL)."""
+    from shuyu.auth import sign_in as password_sign_in
+    from shuyu.auth import token_user
+    from shuyu.errors import Unauthenticated
+    from tests.identities import enrol
+
+    enrol(any_platform, "li", "analyst", projects=(), password=True)
+    for _ in range(any_platform.settings.login_attempts):
+        with pytest.raises(Unauthenticated):
+            password_sign_in(any_platform, "li", "guess", "198.51.100.7")
+    with pytest.raises(Unauthenticated, match="locked or disabled"):
+        password_sign_in(any_platform, "li", PASSWORD, "198.51.100.7")
+    token = bearer(any_platform, "li")["Authorization"].split()[1]
+    assert token_user(any_platform, token, "x").name == "li"
+    disable(any_platform, "li", "test")
+    with pytest.raises(Unauthenticated):
+        token_user(any_platform, token, "x")
+    whys = [e["details"]["why"] for e in refusals(any_platform)]
+    assert whys[-1] == "revoked token" and "locked" in whys
