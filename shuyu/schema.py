@@ -234,11 +234,11 @@ users = Table(
     Column("realname_verified_at", DateTime(timezone=True)),
     Column("nda_signed_on", DateTime(timezone=True)),  # 保密协议
     Column("password_hash", Text),
-    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("failed_logins", Integer, nullable=False, default=0, server_default="0"),
     Column("locked_until", DateTime(timezone=True)),
     Column("disabled_at", DateTime(timezone=True)),
     # Bumped on disable and password change: every session cookie minted before is dead.
-    Column("session_epoch", Integer, nullable=False, default=0),
+    Column("session_epoch", Integer, nullable=False, default=0, server_default="0"),
 )
 
 memberships = Table(

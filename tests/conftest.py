@@ -49,13 +49,18 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
 
 
 def make_platform(home: Path, db_url: str = "", **overrides: object) -> Platform:
-    from shuyu.tenancy import add_tenant
-    from tests.identities import TENANT
-
     settings = Settings.from_env({}, home=home, db_url=db_url, actor="tester", **overrides)
     platform, _ = init_home(settings)
-    add_tenant(platform, TENANT)  # the example grant's tenant: grants name registered tenants
     return platform
+
+
+def ensure_tenant(platform: Platform) -> None:
+    """The example grant's tenant: grants name registered tenants."""
+    from shuyu.tenancy import add_tenant, list_tenants
+    from tests.identities import TENANT
+
+    if TENANT not in {t["name"] for t in list_tenants(platform)}:
+        add_tenant(platform, TENANT)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -95,6 +100,7 @@ def register_and_grant(platform: Platform, demo_dir: Path, grant: Path = GRANT_E
 
     for name in ("residents", "enterprises", "contributions"):
         register(platform, demo_dir / f"{name}.yaml")
+    ensure_tenant(platform)
     add_grant(platform, grant)
     return platform
 

@@ -282,3 +282,32 @@ def test_lockout_and_tokens_on_both_stores(any_platform: Platform) -> None:
         token_user(any_platform, token, "x")
     whys = [e["details"]["why"] for e in refusals(any_platform)]
     assert whys[-1] == "revoked token" and "locked" in whys
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_store_from_before_identity_gains_its_columns(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    import sqlalchemy
+
+    from shuyu.store import Store
+
+    url = (
+        request.getfixturevalue("pg_url") if store == "postgres" else f"sqlite:///{tmp_path}/old.db"
+    )
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:  # the users table as the previous version made it
+        conn.exec_driver_sql(
+            "CREATE TABLE users (name VARCHAR(128) PRIMARY KEY, role VARCHAR(16) NOT NULL, "
+            "created_at TIMESTAMP NOT NULL, created_by VARCHAR(128) NOT NULL)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO users VALUES ('li', 'analyst', '2026-01-01 00:00:00', 'root')"
+        )
+    engine.dispose()
+    upgraded = Store(url)
+    upgraded.create_schema()
+    with upgraded.read() as conn:
+        row = conn.execute(select(users).where(users.c.name == "li")).first()
+    upgraded.dispose()
+    assert row.failed_logins == 0 and row.session_epoch == 0 and row.tenant is None
