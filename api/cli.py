@@ -162,13 +162,20 @@ def demo_data(out: Path, scale: int, seed: int, as_json: bool) -> None:
     )
 
 
-from api import cli_checks, cli_data, cli_identity, cli_jobs  # noqa: E402  (each registers its commands)
+from api import (  # noqa: E402  (each registers its commands)
+    cli_checks,
+    cli_data,
+    cli_identity,
+    cli_jobs,
+    cli_privacy,
+)
 
 cli_data.register(main)
 cli_identity.register(main)
 cli_jobs.register(main)
 cli_jobs.register_serve(main)
 cli_checks.register(main)
+cli_privacy.register(main)
 
 
 def _store_label(settings: Settings) -> str:

@@ -148,6 +148,13 @@ def create_app(settings: Settings) -> FastAPI:
 
         return failures_of(c.platform, project)
 
+    @app.get("/api/projects/{project}/budget")
+    def budget(project: str, c: Caller = Depends(caller)) -> list[dict[str, Any]]:
+        """The project's DP accounts: ε and δ used of their caps, and the guarantee in words."""
+        from privacy.budget_view import budget_view
+
+        return [v.to_dict() for v in budget_view(c.platform, project)]
+
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str, c: Caller = Depends(caller)) -> dict[str, Any]:
         from jobs.service import view

@@ -1,8 +1,9 @@
 """Personal-information detection in job outputs and logs, before anything is released.
 
-Runs in the trusted platform, outside the sandbox. Tables (CSV/TSV/Parquet) are scanned cell by
-cell with every column cast to text, and their column names as row 0; text (logs, TXT, JSON) is
-scanned line by line. All the work over cells runs in DuckDB: candidates are extracted with
+Runs in the trusted platform, outside the sandbox. Outputs are read strictly by their declared
+format (``egress_review.extract``): table cells with every column cast to text and the column
+names as row 0, plus every other piece of text the file carries (metadata, schema, JSON keys and
+values, SVG and PNG text); plain text and logs are scanned line by line. All the work over cells runs in DuckDB: candidates are extracted with
 ``regexp_extract_all`` over whole columns, check characters are verified in SQL (the helpers of
 ``catalog.idcodes``; Luhn in ``detectors``), and only the findings that are returned (at most
 ``limit``) reach Python, where they are confirmed once more with python-stdnum and masked.
@@ -46,8 +47,7 @@ Privacy of the scan itself: clear values never leave the scan (``Finding.masked`
 masked form), DuckDB error messages (which can quote a line of the file) are never passed on,
 and DuckDB spills to a private temporary folder that is removed after the scan.
 
-This module holds the scanners: reading tables and text into DuckDB as cells, running the
-detectors over them and turning hits into masked findings. The per-kind patterns, SQL, check
+This module holds the scanners: running the detectors over them and turning hits into masked findings. The per-kind patterns, SQL, check
 characters, confirmation and masking live in ``egress_review.detectors``.
 """
 
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import codecs
 import datetime as _dt
-import gzip
 import logging
 import os
 import shutil
@@ -67,6 +66,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from egress_review.detectors import (
@@ -80,6 +80,7 @@ from egress_review.detectors import (
     _pseudonym_sql,
     mask,
 )
+from egress_review.extract import SUFFIXES, TABLES, ReadLimits, declared_format, extract, frame
 from egress_review.fingerprints import FingerprintSet, load_pseudonyms, sql_str
 from shuyu.errors import PlatformError, ValidationError
 
@@ -89,10 +90,11 @@ __all__ = [
     "MIN_PSEUDONYM_PREFIX",
     "PLATE_PROVINCES",
     "PROVINCE_CODES",
-    "TABLE_SUFFIXES",
     "TEXT_CHUNK_BYTES",
     "Finding",
+    "ReadOutput",
     "mask",
+    "read_output",
     "scan_output",
     "scan_table",
     "scan_text",
@@ -100,7 +102,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 TEXT_CHUNK_BYTES = 32 * 1024 * 1024
 
 
@@ -218,7 +219,74 @@ def _findings(output: str, hits: list[_Hit], columns: list[str] | None) -> list[
     ]
 
 
-# --------------------------------------------------------------------------- tables
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class ReadOutput:
+    """What the checks read of one output: its findings, and its rows for the table checks."""
+
+    findings: list[Finding]
+    table: pd.DataFrame | None = None
+
+
+def read_output(
+    path: Path,
+    output_name: str,
+    *,
+    fingerprints: FingerprintSet | None = None,
+    pseudonyms: Path | None = None,
+    limit: int = 1000,
+    limits: ReadLimits | None = None,
+    encoding: str = "utf-8",
+    want_table: bool = False,
+) -> ReadOutput:
+    """Parse an output strictly by its declared format (``extract``) and scan all of it.
+
+    Findings are ordered by row then column; at most ``limit``. For tables ``row`` is the
+    1-based data row (the header is row 0, ``column`` None); for text it is the line; for the
+    text a file carries besides its rows (metadata, schema, JSON keys and values, SVG and PNG
+    text) it is the piece's ordinal and ``column`` a fixed label (``parquet key-value
+    metadata``, ``json value``, ``png zTXt``...). With ``want_table`` the parsed rows come back
+    as a DataFrame for the disclosure checks. Raises :class:`UnreadableOutput` (block it) when
+    the file is not what it declares or is over a limit.
+    """
+    path = Path(path)
+    declared_format(path)  # an unknown format is refused before the file is even opened
+    if not path.is_file():
+        raise ValidationError("output file not found", file=str(path))
+    with _Scanner(fingerprints, pseudonyms, limit) as scanner:
+        parsed = extract(scanner.con, path, scanner.tmp, limits or ReadLimits(), encoding=encoding)
+        if parsed.text is not None:
+            hits = _scan_text_chunks(scanner, parsed.text)
+        else:
+            assert parsed.cells_sql is not None
+            hits = scanner.run(parsed.cells_sql)
+        findings = _findings(output_name, hits, parsed.labels or None)
+        table = frame(scanner.con, parsed) if want_table else None
+    return ReadOutput(findings, table)
+
+
+def scan_output(
+    path: Path,
+    output_name: str,
+    *,
+    fingerprints: FingerprintSet | None = None,
+    pseudonyms: Path | None = None,
+    limit: int = 1000,
+    limits: ReadLimits | None = None,
+    encoding: str = "utf-8",
+) -> list[Finding]:
+    """Findings in any output, read by its declared format (see :func:`read_output`)."""
+    return read_output(
+        path,
+        output_name,
+        fingerprints=fingerprints,
+        pseudonyms=pseudonyms,
+        limit=limit,
+        limits=limits,
+        encoding=encoding,
+    ).findings
 
 
 def scan_table(
@@ -228,134 +296,28 @@ def scan_table(
     fingerprints: FingerprintSet | None = None,
     pseudonyms: Path | None = None,
     limit: int = 1000,
+    limits: ReadLimits | None = None,
+    encoding: str = "utf-8",
 ) -> list[Finding]:
-    """Findings in a CSV/TSV or Parquet table, ordered by row then column; at most ``limit``.
-
-    ``row`` is the 1-based data row (the header is row 0, ``column`` None). A CSV that DuckDB
-    cannot parse is scanned as text lines instead (``row`` then is the line number and
-    ``column`` None), so a malformed file never means "nothing found".
-    """
-    path = Path(path)
-    fmt = _table_format(path)
-    if fmt is None:
+    """:func:`scan_output` for a CSV/TSV or Parquet table; any other file is refused."""
+    if SUFFIXES.get(Path(path).suffix.lower()) not in TABLES:
         raise ValidationError(
-            f"{path.name} is not a table (.csv, .tsv or .parquet)",
+            f"{Path(path).name} is not a table (.csv, .tsv or .parquet)",
             file=str(path),
-            fix="scan it with scan_text",
+            fix="scan it with scan_output",
         )
-    if not path.is_file():
-        raise ValidationError("output file not found", file=str(path))
-    if path.stat().st_size == 0:
-        return []
-    with _Scanner(fingerprints, pseudonyms, limit) as scanner:
-        if fmt == "parquet":
-            try:
-                columns = _load_parquet(scanner.con, path)
-            except duckdb.Error:
-                raise ValidationError(
-                    "not a readable Parquet file", file=str(path), fix="write valid Parquet"
-                ) from None
-        else:
-            parsed = _load_csv(scanner, path)
-            if parsed is None:
-                log.warning("%s could not be parsed as CSV: scanned as text lines", output_name)
-                hits = _scan_text_chunks(scanner, _chunks_of_file(path))
-                return _findings(output_name, hits, None)
-            columns = parsed
-        hits = scanner.run(_cells_sql(len(columns)))
-        return _findings(output_name, hits, columns)
-
-
-def _table_format(path: Path) -> str | None:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes[-1:] == [".gz"] and len(suffixes) >= 2 and suffixes[-2] in (".csv", ".tsv"):
-        return "csv"
-    return TABLE_SUFFIXES.get(suffixes[-1]) if suffixes else None
-
-
-def _aliases(n: int) -> str:
-    return ", ".join([f"c{i}" for i in range(n)] + ["_shuyu_row"])
-
-
-def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
-    source = f"read_parquet({sql_str(str(path))})"
-    columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
-    con.execute(
-        f"CREATE TEMP VIEW _src AS SELECT * FROM {source} WITH ORDINALITY AS _t({_aliases(len(columns))})"
-    )
-    _register_header(con, columns)
-    return columns
-
-
-_CSV_OPTIONS = (
-    # Parallel and strict about nothing but the shape; handles quoted newlines.
-    "all_varchar = true, header = true, strict_mode = false, max_line_size = 67108864",
-    # Ragged rows need null_padding, which DuckDB only combines with quoted newlines serially.
-    "all_varchar = true, header = true, strict_mode = false, max_line_size = 67108864, "
-    "null_padding = true, parallel = false",
-)
-
-
-def _load_csv(scanner: _Scanner, path: Path) -> list[str] | None:
-    """Materialise the CSV (all VARCHAR, rows numbered in file order); None if unparseable.
-
-    A file that is not UTF-8 is read again as GB 18030 (GBK), transcoded to UTF-8.
-    """
-    con = scanner.con
-    source = path
-    for encoding in ("utf-8", "gb18030"):
-        not_unicode = False
-        for options in _CSV_OPTIONS:
-            reader = f"read_csv({sql_str(str(source))}, {options})"
-            try:
-                columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE _src AS SELECT * FROM {reader} "
-                    f"WITH ORDINALITY AS _t({_aliases(len(columns))})"
-                )
-            except duckdb.Error as exc:
-                not_unicode = not_unicode or "unicode" in str(exc).lower()
-                continue
-            _register_header(con, columns)
-            return columns
-        if encoding == "gb18030" or not not_unicode:
-            break
-        source = _transcode(path, scanner.tmp)
-    return None
-
-
-def _transcode(path: Path, tmp: str) -> Path:
-    """A UTF-8 copy of a GB 18030 (GBK) file, written in blocks into the private temp folder."""
-    target = Path(tmp) / "transcoded.csv"
-    decoder = codecs.getincrementaldecoder("gb18030")(errors="replace")
-    with path.open("rb") as src, target.open("w", encoding="utf-8") as dst:
-        while block := src.read(TEXT_CHUNK_BYTES):
-            dst.write(decoder.decode(block))
-        dst.write(decoder.decode(b"", final=True))
-    return target
-
-
-def _register_header(con: duckdb.DuckDBPyConnection, columns: list[str]) -> None:
-    header = pa.table({"v": pa.array(columns, pa.string())})
-    con.register("_hdr_arrow", header)
-    con.execute("CREATE TEMP TABLE _hdr AS SELECT v FROM _hdr_arrow")
-    con.unregister("_hdr_arrow")
-
-
-def _cells_sql(n_columns: int) -> str:
-    """Every cell as ``(_row, _col, v)``: one scan of ``_src``, unpivoted by a zipped unnest."""
-    header = "SELECT 0::BIGINT AS _row, NULL::INTEGER AS _col, v FROM _hdr"
-    if n_columns == 0:
-        return header
-    values = ", ".join(f"CAST(c{i} AS VARCHAR)" for i in range(n_columns))
-    return (
-        f"SELECT _row, _col, v FROM (SELECT _shuyu_row AS _row, "
-        f"unnest(range({n_columns}))::INTEGER AS _col, unnest([{values}]) AS v FROM _src) "
-        f"UNION ALL {header}"
+    return scan_output(
+        path,
+        output_name,
+        fingerprints=fingerprints,
+        pseudonyms=pseudonyms,
+        limit=limit,
+        limits=limits,
+        encoding=encoding,
     )
 
 
-# --------------------------------------------------------------------------- text
+# --------------------------------------------------------------------------- logs
 
 
 def scan_text(
@@ -366,11 +328,12 @@ def scan_text(
     pseudonyms: Path | None = None,
     limit: int = 1000,
 ) -> list[Finding]:
-    """Findings in a text output or log, line by line (``row`` = 1-based line number).
+    """Findings in a log, line by line (``row`` = 1-based line number).
 
-    ``path_or_bytes`` is a file path (``Path`` or ``str``) or the content itself (``bytes``).
-    Text is decoded as UTF-8, else GB 18030, else UTF-8 with replacement characters; a UTF-16
-    byte-order mark is honoured. Large files are read in blocks of whole lines.
+    Logs are what a job printed: never released, read by reviewers, so they are decoded
+    leniently rather than refused: UTF-8, else GB 18030, else UTF-8 with replacement
+    characters; a UTF-16 byte-order mark is honoured. Large files are read in blocks of whole
+    lines. Outputs are read strictly, by :func:`read_output`.
     """
     if isinstance(path_or_bytes, bytes | bytearray | memoryview):
         chunks = _chunks_of_bytes(bytes(path_or_bytes))
@@ -381,19 +344,6 @@ def scan_text(
         chunks = _chunks_of_file(path)
     with _Scanner(fingerprints, pseudonyms, limit) as scanner:
         return _findings(output_name, _scan_text_chunks(scanner, chunks), None)
-
-
-def scan_output(
-    path: Path,
-    output_name: str,
-    *,
-    fingerprints: FingerprintSet | None = None,
-    pseudonyms: Path | None = None,
-    limit: int = 1000,
-) -> list[Finding]:
-    """:func:`scan_table` for CSV/TSV/Parquet, :func:`scan_text` for anything else."""
-    scan = scan_table if _table_format(Path(path)) else scan_text
-    return scan(path, output_name, fingerprints=fingerprints, pseudonyms=pseudonyms, limit=limit)
 
 
 def _scan_text_chunks(scanner: _Scanner, chunks: Iterator[str]) -> list[_Hit]:
@@ -434,8 +384,7 @@ def _chunks_of_bytes(data: bytes) -> Iterator[str]:
 
 
 def _chunks_of_file(path: Path) -> Iterator[str]:
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rb") as fh:
+    with path.open("rb") as fh:
         yield from _line_blocks(iter(lambda: fh.read(TEXT_CHUNK_BYTES), b""))
 
 

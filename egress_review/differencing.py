@@ -21,11 +21,11 @@ import pandas as pd
 from sqlalchemy import select
 
 from aggregation.keys import MARGIN_LABELS
-from jobs import records
-from jobs.states import JobState
+from egress_review.verdicts import Verdict
 from policies.grant import policy_from_record
 from shuyu.platform import Platform
 from shuyu.schema import grants, job_outputs, jobs
+from shuyu.vocabulary import JobState, OutputStatus
 
 if TYPE_CHECKING:
     from egress_review.service import OutputCheck
@@ -52,7 +52,7 @@ def flag_differences(
     flag each output whose counts differ from another table's by fewer than `min_count`."""
     by_id = {output_id: check for output_id, check in checks}
     with platform.store.read() as conn:
-        job = records.load(conn, job_id)
+        job = conn.execute(select(jobs.c.project, jobs.c.grant_id).where(jobs.c.id == job_id)).one()
         policy = conn.execute(
             select(grants.c.policy).where(grants.c.id == job.grant_id)
         ).scalar_one()
@@ -70,7 +70,7 @@ def flag_differences(
                     jobs.c.id != job_id,
                     jobs.c.dev == 0,
                     jobs.c.state.in_([s.value for s in HELD_STATES]),
-                    job_outputs.c.status == "collected",
+                    job_outputs.c.status == OutputStatus.COLLECTED.value,
                 )
                 .order_by(job_outputs.c.id)
             )
@@ -93,7 +93,7 @@ def _held(platform: Platform, row: Any, check: OutputCheck | None) -> HeldTable 
     path = platform.resolve(row["stored_path"]) if row["stored_path"] else Path()
     counts = tuple(str(c) for c in declared.get("counts") or [])
     if (
-        row["status"] != "collected"
+        row["status"] != OutputStatus.COLLECTED
         or declared.get("kind", row["kind"]) != "table"
         or declared.get("dp")
         or not counts
@@ -198,8 +198,8 @@ def _roll_up(
 def _flag(
     check: OutputCheck, other: HeldTable, found: list[dict[str, Any]], threshold: int
 ) -> None:
-    if check.status == "pass":
-        check.status = "review"
+    if check.status == Verdict.PASS:
+        check.status = Verdict.REVIEW
     where = "this job" if other.check is not None else f"job {other.job}"
     first = found[0]
     check.notes.append(

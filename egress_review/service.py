@@ -5,6 +5,12 @@ detection (including linkage to the project's pseudonyms and to raw identifiers 
 datasets, via keyed fingerprints), then statistical disclosure control for tables or
 k-anonymity/l-diversity/risk for microdata. Logs are scanned too. The report travels with the
 outputs into review; an output that fails a hard rule is `blocked` and can never be released.
+
+Every output is read strictly by its declared format (``extract``), once, for both the scan and
+the disclosure checks; one that cannot be read is blocked with a reason from a fixed vocabulary
+(``verdicts.Unreadable``). For jobs, each output is checked in a child process with memory and
+time limits (``check_process``). The checks return their outcome; moving the job on is the
+worker's business, so this package does not depend on ``jobs``.
 """
 
 from __future__ import annotations
@@ -15,25 +21,27 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 
 from egress_review.declarations import Verification, check_declarations, value_statistics
-from egress_review.detect import Finding, scan_output, scan_text
+from egress_review.detect import Finding, read_output, scan_text
 from egress_review.differencing import flag_differences
+from egress_review.extract import ReadLimits, read_table
 from egress_review.fingerprints import FingerprintSet, fingerprint_key
 from egress_review.microdata import check_microdata
 from egress_review.sdc import TableReport, check_dof, check_table
-from jobs import records
-from jobs.states import FailureKind, JobState, OutputStatus
+from egress_review.verdicts import Unreadable, UnreadableOutput, Verdict
 from policies.grant import DisclosureRules, policy_from_record
 from shuyu.canonical import utcnow
 from shuyu.errors import ValidationError
 from shuyu.platform import Platform
-from shuyu.schema import grants, job_outputs, output_checks, workspaces
+from shuyu.schema import grants, job_outputs, jobs, output_checks, workspaces
+from shuyu.vocabulary import OutputStatus
 
-PASS, REVIEW, BLOCKED = "pass", "review", "blocked"
-TABLE_SUFFIXES = {".csv", ".parquet"}
+TABLE_SUFFIXES = {".csv", ".tsv", ".parquet"}
 PERSONS = "persons (platform)"  # persons behind each cell, from the contributor data
+# The job_outputs statuses the checks read (the kernel's words, so jobs is not imported).
+COLLECTED, LOG, HELPER = OutputStatus.COLLECTED, OutputStatus.LOG, OutputStatus.HELPER
 
 
 @dataclass
@@ -42,19 +50,37 @@ class OutputCheck:
 
     name: str
     kind: str
-    status: str = PASS
+    status: Verdict = Verdict.PASS
     findings: list[dict[str, Any]] = field(default_factory=list)
     sdc: dict[str, Any] | None = None
     microdata: dict[str, Any] | None = None
     dp: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    unreadable: Unreadable | None = None  # why the output could not be read (then blocked)
     evidence: Any = field(default=None, repr=False)  # the TableReport / MicrodataReport behind it
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OutputCheck:
+        """A check back from its report (as a check process returns it)."""
+        unreadable = data.get("unreadable")
+        return cls(
+            name=data["name"],
+            kind=data["kind"],
+            status=Verdict(data["status"]),
+            findings=list(data.get("findings") or []),
+            sdc=data.get("sdc"),
+            microdata=data.get("microdata"),
+            dp=data.get("dp"),
+            notes=list(data.get("notes") or []),
+            unreadable=Unreadable(unreadable) if unreadable else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
-            "status": self.status,
+            "status": Verdict(self.status).value,
+            "unreadable": self.unreadable.value if self.unreadable else None,
             "findings": self.findings,
             "sdc": self.sdc,
             "microdata": self.microdata,
@@ -72,14 +98,30 @@ def check_output(
     fingerprints: FingerprintSet | None = None,
     pseudonyms: Path | None = None,
     contributors: Path | None = None,
+    limits: ReadLimits | None = None,
 ) -> OutputCheck:
-    """All checks for one output file; `declared` is the output's spec (kind and column roles)."""
+    """All checks for one output file; `declared` is the output's spec (kind and column roles).
+
+    The file is parsed once, strictly by its declared format; the scan and the disclosure
+    checks read that parse. A file that does not parse, or is over a limit, is blocked unread.
+    """
     kind = declared.get("kind", "table")
     result = OutputCheck(name, kind)
-    findings = scan_output(path, name, fingerprints=fingerprints, pseudonyms=pseudonyms)
+    try:
+        read = read_output(
+            path,
+            name,
+            fingerprints=fingerprints,
+            pseudonyms=pseudonyms,
+            limits=limits,
+            want_table=kind in ("table", "microdata") and not declared.get("dp"),
+        )
+    except UnreadableOutput as exc:
+        return blocked_unread(result, exc.reason)
+    findings = read.findings
     result.findings = [_finding(f) for f in findings]
     if findings:
-        result.status = BLOCKED
+        result.status = Verdict.BLOCKED
         result.notes.append(
             f"{len(findings)} personal-information finding(s): the output cannot be released"
         )
@@ -90,12 +132,12 @@ def check_output(
         )
         return result
     if kind == "table" and path.suffix.lower() in TABLE_SUFFIXES | {".json"}:
-        _check_table(result, path, declared, rules, contributors, workspace=pseudonyms)
+        _check_table(result, path, declared, rules, contributors, read.table, workspace=pseudonyms)
         _redact(result, findings)
     elif kind == "microdata":
-        _check_microdata(result, path, declared, rules)
+        _check_microdata(result, path, declared, rules, read.table)
     elif kind in ("figure", "text"):
-        result.status = _worst(result.status, REVIEW)
+        result.status = _worst(result.status, Verdict.REVIEW)
         result.notes.append(
             f"a {kind} cannot be checked automatically: the reviewer must inspect it"
         )
@@ -108,6 +150,7 @@ def _check_table(
     declared: dict[str, Any],
     rules: DisclosureRules,
     contributors: Path | None,
+    table: pd.DataFrame | None = None,
     workspace: Path | None = None,
 ) -> None:
     """Declarations first (is it an aggregate, do its numbers hold?), then the SDC rules.
@@ -115,25 +158,26 @@ def _check_table(
     With a workspace (production checks), a table whose numbers cannot be verified against data
     the platform holds goes to review marked unverified; with contributor data, the persons
     behind each cell are checked against the threshold too, whatever the count columns say.
+    ``table`` is the output as the checks' strict reader parsed it.
     """
-    table = _read(path)
+    table = _read(path) if table is None else table
     if declared.get("dof"):
         _check_dof(result, table, declared["dof"], rules)
     declarations = check_declarations(
         table, declared, workspace=workspace, contributors=contributors
     )
     if declarations.problems:
-        result.status = BLOCKED
+        result.status = Verdict.BLOCKED
         result.notes.extend(f"not an aggregate table: {p}" for p in declarations.problems)
     if declarations.verification is Verification.UNVERIFIED:
-        result.status = _worst(result.status, REVIEW)
+        result.status = _worst(result.status, Verdict.REVIEW)
         result.notes.append(
             "unverified: the table's numbers could not be checked against data the platform "
             "holds; the reviewer must judge them"
         )
     result.notes.extend(declarations.notes)
     if not (declared.get("counts") or declared.get("values")):
-        result.status = _worst(result.status, REVIEW)
+        result.status = _worst(result.status, Verdict.REVIEW)
         result.notes.append("no counts or values declared: the reviewer must judge every cell")
         return
     declared_columns = [
@@ -152,7 +196,7 @@ def _check_table(
     report = table_report(table, checked, rules, helper)
     result.sdc = {**report.to_dict(), "declarations": declarations.to_dict()}
     result.evidence = report
-    result.status = _worst(result.status, REVIEW if not report.ok else PASS)
+    result.status = _worst(result.status, Verdict.REVIEW if not report.ok else Verdict.PASS)
     if report.blocked:
         result.notes.append(
             f"{report.summary['fail']} cell(s) fail disclosure rules: suppress or round them before release"
@@ -181,8 +225,8 @@ def _check_dof(
         values = pd.to_numeric(table[column], errors="coerce")
         verdict = check_dof(None if values.isna().all() else float(values.min()), rules)
     result.notes.append(f"degrees of freedom: {verdict.numbers} -> {verdict.status}")
-    if verdict.status != "pass":
-        result.status = _worst(result.status, REVIEW)
+    if verdict.status != Verdict.PASS:
+        result.status = _worst(result.status, Verdict.REVIEW)
 
 
 def table_report(
@@ -206,10 +250,14 @@ def table_report(
 
 
 def _check_microdata(
-    result: OutputCheck, path: Path, declared: dict[str, Any], rules: DisclosureRules
+    result: OutputCheck,
+    path: Path,
+    declared: dict[str, Any],
+    rules: DisclosureRules,
+    table: pd.DataFrame | None = None,
 ) -> None:
     report = check_microdata(
-        _read(path),
+        _read(path) if table is None else table,
         quasi_identifiers=declared.get("quasi_identifiers") or [],
         sensitive=declared.get("sensitive") or [],
         rules=rules,
@@ -217,12 +265,12 @@ def _check_microdata(
     result.microdata = report.to_dict()
     result.evidence = report
     if report.blocked:
-        result.status = BLOCKED
+        result.status = Verdict.BLOCKED
         result.notes.append(
             "microdata fails k-anonymity or l-diversity: blocked (generalise or suppress first)"
         )
     elif not report.ok:
-        result.status = _worst(result.status, REVIEW)
+        result.status = _worst(result.status, Verdict.REVIEW)
 
 
 def check_file(
@@ -347,19 +395,50 @@ def check_log(
     findings = scan_text(data, name, fingerprints=fingerprints, pseudonyms=pseudonyms)
     result.findings = [_finding(f) for f in findings]
     if findings:
-        result.status = REVIEW
+        result.status = Verdict.REVIEW
         result.notes.append(
             "the log holds personal information: reviewers see it masked; it is never released"
         )
     return result
 
 
-def check_job(platform: Platform, job_id: str) -> dict[str, Any]:
-    """Check every collected output and log of a job in `checks_pending`; move it on to review."""
+@dataclass
+class CheckOutcome:
+    """The checks of one job: the report for reviewers and each output's verdict.
+
+    The caller (the worker) stores it with :func:`record_checks` and moves the job on in the
+    same transaction.
+    """
+
+    job_id: str
+    report: dict[str, Any]
+    checks: list[tuple[int, dict[str, Any]]]  # (job_outputs.id, OutputCheck.to_dict())
+
+    @property
+    def counts(self) -> dict[Verdict, int]:
+        statuses = [Verdict(c["status"]) for _, c in self.checks if c["kind"] != "log"]
+        return {v: statuses.count(v) for v in Verdict}
+
+    @property
+    def summary(self) -> str:
+        counts = self.counts
+        return (
+            f"checks done: {counts[Verdict.PASS]} pass, {counts[Verdict.REVIEW]} need review, "
+            f"{counts[Verdict.BLOCKED]} blocked; awaiting a reviewer"
+        )
+
+
+def check_job(platform: Platform, job_id: str) -> CheckOutcome:
+    """Check every collected output and log of a job, each in a limited child process.
+
+    Writes the report next to the job's files and returns the outcome; it changes no state.
+    """
+    from egress_review.check_process import CheckLimits, CheckTask, run_all
+
     with platform.store.read() as conn:
-        job = records.load(conn, job_id)
-        if job.state is not JobState.CHECKS_PENDING:
-            raise ValidationError(f"job {job_id} is {job.state.value}, not awaiting checks")
+        job = conn.execute(
+            select(jobs.c.grant_id, jobs.c.workspace_id).where(jobs.c.id == job_id)
+        ).one()
         grant = conn.execute(
             select(grants.c.policy).where(grants.c.id == job.grant_id)
         ).scalar_one()
@@ -375,88 +454,71 @@ def check_job(platform: Platform, job_id: str) -> dict[str, Any]:
     rules = policy_from_record(grant).disclosure
     pseudonyms = platform.resolve(workspace.path)
     fingerprints = job_fingerprints(platform, workspace.snapshots)
+    limits = CheckLimits.from_settings(platform.settings)
     helpers = {
         (r["action"], r["path"]): platform.resolve(r["stored_path"])
         for r in rows
-        if r["status"] == OutputStatus.HELPER
+        if r["status"] == HELPER
     }
-    checks: list[tuple[int, OutputCheck]] = []
+    tasks: list[tuple[int, CheckTask]] = []
     for row in rows:
         stored = platform.resolve(row["stored_path"]) if row["stored_path"] else None
-        if row["status"] == OutputStatus.COLLECTED and stored is not None:
-            declared = row["declared"] or {}
-            helper = helpers.get((row["action"], declared.get("contributors")))
-            checks.append(
-                (
-                    row["id"],
-                    check_output(
-                        stored,
-                        f"{row['action']}/{row['path']}",
-                        declared,
-                        rules,
-                        fingerprints=fingerprints,
-                        pseudonyms=pseudonyms,
-                        contributors=helper,
-                    ),
-                )
-            )
-        elif row["status"] == OutputStatus.LOG and stored is not None:
-            checks.append(
-                (
-                    row["id"],
-                    check_log(
-                        stored.read_bytes(),
-                        f"log:{row['action']}",
-                        fingerprints=fingerprints,
-                        pseudonyms=pseudonyms,
-                    ),
-                )
-            )
-    flag_differences(platform, job_id, checks)
+        if stored is None or row["status"] not in (COLLECTED, LOG):
+            continue
+        is_log = row["status"] == LOG
+        declared = None if is_log else (row["declared"] or {})
+        task = CheckTask(
+            path=stored,
+            name=f"log:{row['action']}" if is_log else f"{row['action']}/{row['path']}",
+            declared=declared,
+            rules=rules,
+            fingerprints=fingerprints,
+            pseudonyms=pseudonyms,
+            contributors=helpers.get((row["action"], (declared or {}).get("contributors"))),
+        )
+        tasks.append((row["id"], task))
+    reports = run_all([task for _, task in tasks], limits)
+    done = [
+        (output_id, OutputCheck.from_dict(report))
+        for (output_id, _), report in zip(tasks, reports, strict=True)
+    ]
+    flag_differences(platform, job_id, done)  # across outputs and jobs: in the worker's process
+    checks = [(output_id, check.to_dict()) for output_id, check in done]
     report = {
         "job": job_id,
         "checked_at": utcnow().isoformat(),
         "rules": rules.model_dump(),
-        "outputs": [c.to_dict() for _, c in checks],
+        "outputs": [c for _, c in checks],
     }
     target = platform.jobs_dir / job_id / "checks" / "report.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(
         json.dumps(report, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
     )
-    counts = {
-        s: sum(c.status == s for _, c in checks if c.kind != "log") for s in (PASS, REVIEW, BLOCKED)
-    }
-    with platform.store.transaction() as conn:
-        now = utcnow()
-        for output_id, check in checks:
-            conn.execute(
-                insert(output_checks).values(
-                    job_id=job_id,
-                    output_id=output_id,
-                    status=check.status,
-                    report=json.loads(json.dumps(check.to_dict(), default=str)),
-                    checked_at=now,
-                )
+    return CheckOutcome(job_id, report, checks)
+
+
+def record_checks(conn: Connection, outcome: CheckOutcome) -> None:
+    """Store each output's check in the caller's transaction (the one that moves the job on)."""
+    now = utcnow()
+    for output_id, check in outcome.checks:
+        conn.execute(
+            insert(output_checks).values(
+                job_id=outcome.job_id,
+                output_id=output_id,
+                status=check["status"],
+                report=json.loads(json.dumps(check, default=str)),
+                checked_at=now,
             )
-        reason = (
-            f"checks done: {counts[PASS]} pass, {counts[REVIEW]} need review, "
-            f"{counts[BLOCKED]} blocked; awaiting a reviewer"
         )
-        records.transition(conn, job_id, JobState.REVIEW_PENDING, reason, platform.actor)
-    return report
 
 
-def fail_checks(platform: Platform, job_id: str, why: str) -> None:
-    with platform.store.transaction() as conn:
-        records.transition(
-            conn,
-            job_id,
-            JobState.FAILED,
-            f"egress checks could not run: {why}",
-            platform.actor,
-            FailureKind.INTERNAL,
-        )
+def blocked_unread(result: OutputCheck, reason: Unreadable) -> OutputCheck:
+    """An output the checks could not read: blocked, saying why in the platform's own words."""
+    result.status = Verdict.BLOCKED
+    result.unreadable = reason
+    result.notes.append(f"the output could not be checked ({reason.value}): it is blocked")
+    return result
 
 
 def job_fingerprints(platform: Platform, snapshots: dict[str, str]) -> FingerprintSet | None:
@@ -469,13 +531,16 @@ def job_fingerprints(platform: Platform, snapshots: dict[str, str]) -> Fingerpri
     return FingerprintSet(present, fingerprint_key(platform)) if present else None
 
 
-def _read(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix == ".json":
-        return pd.read_json(path)
-    return pd.read_csv(path)
+def _read(path: Path, limits: ReadLimits | None = None) -> pd.DataFrame:
+    """A table file through the same strict reader as the checks."""
+    try:
+        return read_table(path, limits)
+    except UnreadableOutput as exc:
+        raise ValidationError(
+            f"the file cannot be read as its declared format ({exc.reason.value})",
+            file=str(path),
+            fix="write a UTF-8 CSV with a header, or Parquet, named by its format",
+        ) from None
 
 
 def _finding(f: Finding) -> dict[str, Any]:
@@ -489,6 +554,5 @@ def _finding(f: Finding) -> dict[str, Any]:
     }
 
 
-def _worst(a: str, b: str) -> str:
-    order = [PASS, REVIEW, BLOCKED]
-    return max(a, b, key=order.index)
+def _worst(a: Verdict, b: Verdict) -> Verdict:
+    return Verdict(a).worst(b)

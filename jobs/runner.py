@@ -165,10 +165,14 @@ class JobRun:
     def run_dp(self, name: str, action: dict[str, Any], workspace: Path) -> None:
         """DP queries run here, in the platform: the sandbox never sees their true values.
 
-        Production runs reserve ε from the grant's budget first; development runs on the
-        synthetic twin spend nothing (there is no real person in a twin).
+        Production runs reserve (ε, δ) from the grant's per-person account first, in the name
+        of the analyst who submitted the job (the worker is the agent); development runs on the
+        synthetic twin spend nothing (there is no real person in a twin). A refusal before any
+        data is read (the query's form, its literals, the budget) says why; ANY failure after
+        that is the one fixed message, and the ε stays spent.
         """
         from privacy.engine import run_dp_query
+        from privacy.request import DP_FAILED, DPQueryFailed
         from privacy.service import identifier_kinds, run_dp_action
 
         with self.platform.store.read() as conn:
@@ -192,39 +196,47 @@ class JobRun:
                     self.job_id,
                     workspace,
                     action["dp"],
-                    cap_for=policy.dp.epsilon_for,
+                    grant=policy.dp,
+                    actor=job.submitted_by,
                 )
-        except ShuyuError as exc:
+        except DPQueryFailed:  # after reading data: one kind, one message, ε spent
+            self.fail(FailureKind.INTERNAL, f"action {name}: {DP_FAILED}")
+        except ShuyuError as exc:  # refused before reading data: the platform's own words
             self.fail(FailureKind.POLICY, f"action {name}: {exc.message}")
+        except Exception:
+            self.fail(FailureKind.INTERNAL, f"action {name}: {DP_FAILED}")
         self.move(JobState.COLLECTING, f"collecting the DP result of action {name}")
-        suffix = target.suffix.lower()
-        if suffix == ".parquet":
-            result.to_parquet(target)  # ε, mechanisms and error bounds in the file's metadata
-        else:  # text formats carry each cell's 95% error bound in a column beside it
-            table = result.table.copy()
-            for column, bounds in result.error_bounds.items():
-                table[f"{column}_error95"] = bounds
-            if suffix == ".json":
-                table.to_json(target, orient="records", force_ascii=False)
-            else:
-                table.to_csv(target, index=False)
-        meta = json.loads(json.dumps(result.metadata(), default=str))
-        with self.platform.store.transaction() as conn:
-            conn.execute(
-                insert(job_outputs).values(
-                    job_id=self.job_id,
-                    action=name,
-                    path=out_path,
-                    status="collected",
-                    kind=declared["kind"],
-                    sha256=sha256_file(target),
-                    size_bytes=target.stat().st_size,
-                    rows=len(result.table),
-                    columns=len(result.table.columns),
-                    stored_path=self.platform.relative(target),
-                    declared={**declared, "dp": meta},
+        try:
+            suffix = target.suffix.lower()
+            if suffix == ".parquet":
+                result.to_parquet(target)  # ε, mechanisms and error bounds in the file's metadata
+            else:  # text formats carry each cell's 95% error bound in a column beside it
+                table = result.table.copy()
+                for column, bounds in result.error_bounds.items():
+                    table[f"{column}_error95"] = bounds
+                if suffix == ".json":
+                    table.to_json(target, orient="records", force_ascii=False)
+                else:
+                    table.to_csv(target, index=False)
+            meta = json.loads(json.dumps(result.metadata(), default=str))
+            with self.platform.store.transaction() as conn:
+                conn.execute(
+                    insert(job_outputs).values(
+                        job_id=self.job_id,
+                        action=name,
+                        path=out_path,
+                        status="collected",
+                        kind=declared["kind"],
+                        sha256=sha256_file(target),
+                        size_bytes=target.stat().st_size,
+                        rows=len(result.table),
+                        columns=len(result.table.columns),
+                        stored_path=self.platform.relative(target),
+                        declared={**declared, "dp": meta},
+                    )
                 )
-            )
+        except Exception:  # the ε is spent; the failure says nothing about the data
+            self.fail(FailureKind.INTERNAL, f"action {name}: {DP_FAILED}")
 
     def run_table(self, name: str, action: dict[str, Any], workspace: Path) -> None:
         """Trusted aggregation: the platform computes the table over the workspace (`aggregation/`).

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from catalog.manifest import NAME_PATTERN
+from privacy.request import MAX_EPSILON, MIN_EPSILON
 from shuyu.canonical import sha256_file, sha256_json
 from shuyu.documents import load_yaml, parse_model
 from shuyu.errors import ValidationError
@@ -24,7 +25,7 @@ OutputKind = Literal["table", "microdata", "figure", "text"]
 ALLOWED_SUFFIXES = {
     "table": {".csv", ".parquet", ".json"},
     "microdata": {".csv", ".parquet"},
-    "figure": {".png"},
+    "figure": {".png", ".svg"},
     "text": {".txt", ".json"},
 }
 ACTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -70,7 +71,7 @@ class DPQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     query: str
-    epsilon: float = Field(gt=0, le=10)
+    epsilon: float = Field(gt=0, le=MAX_EPSILON)
     max_contributions: int = Field(1, ge=1, le=1000)
     delta: float | None = Field(None, ge=0, lt=1)  # only for GROUP BY over keys that are not public
     unknown_keys: bool = False  # release only groups whose noisy count passes a noisy threshold
@@ -83,6 +84,15 @@ class DPQuery(BaseModel):
                 "a DP query is one SELECT statement | fix: write SELECT ... FROM dataset GROUP BY ..."
             )
         return value.strip().rstrip(";")
+
+    @field_validator("epsilon")
+    @classmethod
+    def _min_epsilon(cls, value: float) -> float:
+        if value < MIN_EPSILON:  # 1e-300 made the noise scale overflow in the engine
+            raise ValueError(
+                f"epsilon must be at least {MIN_EPSILON:g} | fix: use epsilon: 0.1 or more"
+            )
+        return value
 
 
 class TableAggregate(BaseModel):

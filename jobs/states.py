@@ -6,46 +6,10 @@ reason in the job's event history and the ledger, all in the caller's transactio
 
 from __future__ import annotations
 
-from enum import StrEnum
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    PREPARING = "preparing"
-    RUNNING = "running"
-    COLLECTING = "collecting"
-    CHECKS_PENDING = "checks_pending"
-    REVIEW_PENDING = "review_pending"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class FailureKind(StrEnum):
-    """Why a job failed: every sandbox `Failure` value, plus what the platform itself detects."""
-
-    NONZERO_EXIT = "nonzero_exit"
-    TIMEOUT = "timeout"
-    MEMORY = "memory"
-    PIDS = "pids"
-    OUTPUT_LIMIT = "output_limit"
-    FILE_SIZE = "file_size"
-    INVALID_OUTPUTS = "invalid_outputs"
-    POLICY = "policy"
-    WORKER_LOST = "worker_lost"
-    INTERNAL = "internal"
-
-
-class OutputStatus(StrEnum):
-    """What became of each file of a job: one row per file in `job_outputs`."""
-
-    COLLECTED = "collected"  # a declared output, copied and held by the platform
-    HELPER = "helper"  # a declared contributor file, held for the checks, never released
-    REFUSED = "refused"  # declared, but not accepted (wrong type, unreadable, over a limit)
-    UNDECLARED = "undeclared"  # written by the job without being declared: never copied
-    MISSING = "missing"  # declared but not written
-    LOG = "log"  # the action's captured stdout and stderr
-
+# The words themselves are the kernel's (egress_review reads them too); re-exported here.
+from shuyu.vocabulary import FailureKind as FailureKind
+from shuyu.vocabulary import JobState as JobState
+from shuyu.vocabulary import OutputStatus as OutputStatus
 
 # What an analyst may see of a production job's outputs: the statuses of declared files only.
 # Undeclared files (their names, number, sizes) and logs are the job's own words: never shown.

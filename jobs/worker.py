@@ -103,13 +103,28 @@ class Worker:
                 return records.load(conn, job_id)
 
     def check(self, job_id: str) -> Job:
-        """Run the egress checks in the platform; a job whose checks cannot run fails (closed)."""
-        from egress_review.service import check_job, fail_checks
+        """Run the egress checks, then move the job on: to review with the verdicts, or to
+        `failed` (internal) if the checks could not run at all. Fail closed either way: an
+        output whose own check crashed or hit a limit comes back blocked, never passed."""
+        from egress_review.service import check_job, record_checks
 
         try:
-            check_job(self.platform, job_id)
-        except Exception as exc:  # fail closed: nothing reaches review unchecked
-            fail_checks(self.platform, job_id, type(exc).__name__)
+            outcome = check_job(self.platform, job_id)
+            with self.platform.store.transaction() as conn:
+                record_checks(conn, outcome)
+                records.transition(
+                    conn, job_id, JobState.REVIEW_PENDING, outcome.summary, self.name
+                )
+        except Exception as exc:  # nothing reaches review unchecked
+            with self.platform.store.transaction() as conn:
+                records.transition(
+                    conn,
+                    job_id,
+                    JobState.FAILED,
+                    f"egress checks could not run: {type(exc).__name__}",
+                    self.name,
+                    FailureKind.INTERNAL,
+                )
         with self.platform.store.read() as conn:
             return records.load(conn, job_id)
 

@@ -6,6 +6,7 @@ roles) and returns a normalised policy whose hash identifies it. Nothing is stor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -39,15 +40,31 @@ class DisclosureRules(BaseModel):
 
 
 class PrivacyBudget(BaseModel):
-    """Differential-privacy budget per (project, dataset) for the whole grant."""
+    """Differential-privacy budget of the whole grant, per person (privacy-unit domain).
+
+    Every dataset of the project keyed by the same kind of person identifier shares ONE account
+    (privacy.accounts): `epsilon` and `delta` cap what all releases together may cost a person.
+    Each unknown-keys query spends `delta / delta_queries` unless its job asks for less.
+    `per_dataset` can only lower the ε ceiling for queries that read that dataset.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     epsilon: float = Field(5.0, gt=0, le=100)
+    delta: float = Field(1e-6, ge=0, le=1e-3)
+    delta_queries: int = Field(10, ge=1, le=100_000)
     per_dataset: dict[str, float] = Field(default_factory=dict)
 
     def epsilon_for(self, dataset: str) -> float:
-        return self.per_dataset.get(dataset, self.epsilon)
+        return min(self.per_dataset.get(dataset, self.epsilon), self.epsilon)
+
+    def epsilon_cap(self, datasets: Iterable[str]) -> float:
+        """The account's ε ceiling for a query reading `datasets`."""
+        return min([self.epsilon, *(self.epsilon_for(d) for d in datasets)])
+
+    @property
+    def delta_per_query(self) -> float:
+        return self.delta / self.delta_queries
 
 
 class DatasetGrant(BaseModel):

@@ -3,25 +3,20 @@
 Keeping at most k rows per person is what makes every sensitivity in `privacy.calibration`
 hold, so it is done in one place: `_sql` builds the single vectorised statement (filter, rank
 each person's rows by a seeded hash and keep k, clamp values to their bounds, GROUP BY with
-every measurement), and `_strategy` picks, from cached row-count histograms of the immutable
-workspace tables, the cheapest way to compute that ranking that keeps exactly the same rows.
-Its output is true (un-noised) values that never leave the platform.
+every measurement). There is ONE bounding strategy, whatever the data: every person's rows are
+ranked and the first k kept, so the running time depends on the public table sizes and not on
+how many persons have more than k rows (an earlier cost-based choice between strategies moved
+the run time when one person with many rows was added). Its output is true (un-noised) values
+that never leave the platform; quantiles arrive as integer counts per public grid point.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal
-
-import duckdb
+from typing import Any
 
 from privacy.calibration import Calibrated, Measurement
 from privacy.query import ParsedQuery
-
-Strategy = Literal["none", "split", "window"]
-_STATS: dict[tuple[Any, ...], dict[int, int]] = {}  # workspace column -> {rows per value: values}
-_STATS_MAX = 256
 
 
 def _sql(
@@ -29,14 +24,8 @@ def _sql(
     calibrated: list[Calibrated],
     k: int,
     seed: int,
-    strategy: Strategy = "window",
 ) -> tuple[str, list[Any]]:
-    """The one statement computing the true bounded measurements per group.
-
-    `strategy` only changes the cost, never the result: "window" ranks every person's rows,
-    "split" ranks only persons with more than k rows, "none" is used when no person can
-    have more than k rows in this relation (see `_strategy`).
-    """
+    """The one statement computing the true bounded measurements per group."""
     params: list[Any] = []
     select: list[str] = [f"{parsed.unit.sql} AS __u"]
     hashed = ["__u"]
@@ -78,19 +67,8 @@ def _sql(
     inner = f"SELECT {', '.join(select)} FROM {source} WHERE {' AND '.join(where)}"
     order = f"hash({', '.join(hashed)}, ?::UBIGINT)"
     rank = f"QUALIFY row_number() OVER (PARTITION BY __u ORDER BY {order}) <= {int(k)}"
-    if strategy == "none":  # no person can have more than k rows here: nothing to drop
-        bounded = inner
-    elif strategy == "split":  # persons with <= k rows keep them all unsorted; rank the others
-        bounded = (
-            f"WITH src AS MATERIALIZED (SELECT *, count(*) OVER (PARTITION BY __u) AS __c "
-            f"FROM ({inner})) "
-            f"SELECT * EXCLUDE (__c) FROM src WHERE __c <= {int(k)} "
-            f"UNION ALL SELECT * EXCLUDE (__c) FROM src WHERE __c > {int(k)} {rank}"
-        )
-        params.append(seed)
-    else:
-        bounded = f"{inner} {rank}"
-        params.append(seed)
+    bounded = f"{inner} {rank}"
+    params.append(seed)
     outer: list[str] = [f"g{i}" for i in range(len(parsed.groups))]
     for j, c in enumerate(calibrated):
         m = c.measurement
@@ -102,9 +80,9 @@ def _sql(
             outer.append(f"count(DISTINCT __u) AS m{j}")
         elif m.kind == "sum":
             outer.append(f"coalesce(sum(v{_idx(values, 'v', m)}), 0)::DOUBLE AS m{j}")
-        else:
+        else:  # quantile: rows per public grid point
             v = f"v{_idx(values, 'v', m)}"
-            outer.append(f"list({v}) FILTER (WHERE {v} IS NOT NULL) AS m{j}")
+            outer.append(f"histogram({m.grid.index_sql(v)}) FILTER (WHERE {v} IS NOT NULL) AS m{j}")
     group_by = (
         f" GROUP BY {', '.join(f'g{i}' for i in range(len(parsed.groups)))}"
         if parsed.groups
@@ -117,44 +95,3 @@ def _sql(
 def _idx(values: Mapping[str, str], prefix: str, m: Measurement) -> str:
     assert m.ref is not None
     return values[f"{prefix}:{m.ref.sql}"][1:]
-
-
-def _rows_per_value(
-    con: duckdb.DuckDBPyConnection, path: Path, dataset: str, column: str
-) -> dict[int, int]:
-    """Histogram of rows per non-null value of a workspace column (cached: workspaces are immutable)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, dataset, column)
-    if key not in _STATS:
-        if len(_STATS) >= _STATS_MAX:
-            _STATS.clear()
-        rows = con.execute(
-            f'SELECT c, count(*) FROM (SELECT count(*) AS c FROM ws."{dataset}" '
-            f'WHERE "{column}" IS NOT NULL GROUP BY "{column}") GROUP BY c'
-        ).fetchall()
-        _STATS[key] = {int(c): int(n) for c, n in rows}
-    return _STATS[key]
-
-
-def _strategy(con: duckdb.DuckDBPyConnection, path: Path, parsed: ParsedQuery, k: int) -> Strategy:
-    """The cheapest way to bound contributions that gives the same rows as ranking everyone.
-
-    From per-column row-count histograms of the (immutable) workspace tables: if no person can
-    have more than k rows in the query's relation, bounding is a no-op; for one table, when
-    persons above k hold under half the rows, only they are ranked. Only the running time
-    depends on this choice (a timing side channel common to every SQL engine), not the output.
-    """
-    unit = parsed.unit
-    per_person = _rows_per_value(con, path, parsed.tables[unit.table].dataset, unit.column)
-    if parsed.join_keys is None:
-        total = sum(c * n for c, n in per_person.items())
-        over = sum(c * n for c, n in per_person.items() if c > k)
-        if over == 0:
-            return "none"
-        return "split" if 2 * over < total else "window"
-    a, b = parsed.join_keys
-    other = b if a.table == unit.table else a
-    per_key = _rows_per_value(con, path, parsed.tables[other.table].dataset, other.column)
-    # a person's rows in the join <= their rows x the most rows any join key has on the other side
-    bound = max(per_person, default=0) * max(per_key, default=0)
-    return "none" if bound <= k else "window"

@@ -3,21 +3,29 @@
 A DP query is answered from a small set of distinct measurements (AVG(x) is SUM(x) and
 COUNT(x); measurements shared between aggregates are computed once). This module turns the
 parsed query into those measurements, splits ε equally over them, and fixes each one's
-sensitivity, mechanism and data-independent 95% error bound, together with the closed-form
-noise arithmetic (geometric and Laplace error bounds, the unknown-keys threshold τ and the
-AVG interval) that the release step and the tests rely on. It is pure arithmetic over the
-parsed query: no data, no randomness.
+sensitivity, mechanism, noise scale and data-independent 95% error bound, together with the
+closed-form noise arithmetic (geometric and Laplace error bounds, the unknown-keys threshold τ
+and the AVG interval) that the release step and the tests rely on. It is pure arithmetic over
+the parsed query (and OpenDP's privacy maps, for the Laplace scale): no data, no randomness.
+
+Mechanisms (all sampled exactly by OpenDP, see privacy.noise): counts `geometric` (discrete
+Laplace, scale Δ / ε), sums `laplace` (on a lattice, scale ≥ Δ / ε from OpenDP's map), quantiles
+`noisy_max` (report-noisy-min over a public grid, Gumbel scale 2 · k · Δ1 / ε; privacy.quantiles).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
+from privacy.noise import laplace_scale
+from privacy.quantiles import Grid, grid_for, gumbel_scale
 from privacy.query import Aggregate, ColRef, DPRequest, ParsedQuery
 
 BETA = 0.05  # error bounds are 1 - BETA = 95%
+MAX_CELLS = 100_000  # public-category grids larger than this are refused
 
 MeasureKind = Literal["count", "count_column", "count_distinct", "sum", "quantile"]
 
@@ -30,14 +38,26 @@ class Measurement:
     q: float | None = None
     bounds: tuple[float, float] | None = None
 
+    @property
+    def grid(self) -> Grid:
+        """The public candidates of a quantile measurement."""
+        assert self.bounds is not None and self.ref is not None
+        return grid_for(self.bounds, self.ref.info.type == "integer")
+
+
+class Mechanism(StrEnum):
+    GEOMETRIC = "geometric"  # discrete Laplace on integers (OpenDP)
+    LAPLACE = "laplace"  # Laplace on a public lattice (OpenDP)
+    NOISY_MAX = "noisy_max"  # report-noisy-min over a public grid (OpenDP)
+
 
 @dataclass(frozen=True)
 class Calibrated:
     measurement: Measurement
     epsilon: float
     sensitivity: float
-    mechanism: str  # geometric | laplace | exponential
-    scale: float | None  # Laplace b; geometric alpha; exponential: per-row epsilon
+    mechanism: Mechanism
+    scale: float  # the OpenDP noise scale: discrete Laplace, Laplace or Gumbel
     error95: float | None  # data-independent 95% bound, None for quantiles
 
 
@@ -102,37 +122,35 @@ def _plan(parsed: ParsedQuery, request: DPRequest) -> tuple[list[Calibrated], di
     cells = _grid_size(parsed)
     calibrated = []
     for m in measurements.values():
-        if m.kind in ("count", "count_column"):
+        if m.kind in ("count", "count_column", "count_distinct"):
             sens = float(k)
+            if m.kind == "count_distinct" and cells:
+                sens = float(min(k, cells))
             calibrated.append(
                 Calibrated(
                     m,
                     eps_m,
                     sens,
-                    "geometric",
-                    geometric_alpha(eps_m, sens),
-                    geometric_error(eps_m, sens),
-                )
-            )
-        elif m.kind == "count_distinct":
-            sens = float(min(k, cells)) if cells else float(k)
-            calibrated.append(
-                Calibrated(
-                    m,
-                    eps_m,
-                    sens,
-                    "geometric",
-                    geometric_alpha(eps_m, sens),
+                    Mechanism.GEOMETRIC,
+                    sens / eps_m,
                     geometric_error(eps_m, sens),
                 )
             )
         elif m.kind == "sum":
             assert m.bounds is not None
             sens = k * max(abs(m.bounds[0]), abs(m.bounds[1]))
-            scale = sens / eps_m
-            calibrated.append(Calibrated(m, eps_m, sens, "laplace", scale, laplace_error(scale)))
+            # the scale for the largest table the engine releases: data-independent
+            scale = laplace_scale(sens, eps_m, MAX_CELLS)
+            calibrated.append(
+                Calibrated(m, eps_m, sens, Mechanism.LAPLACE, scale, laplace_error(scale))
+            )
         else:
-            calibrated.append(Calibrated(m, eps_m, float(k), "exponential", eps_m / k, None))
+            assert m.q is not None
+            calibrated.append(
+                Calibrated(
+                    m, eps_m, float(k), Mechanism.NOISY_MAX, gumbel_scale(m.q, k, eps_m), None
+                )
+            )
     return calibrated, uses
 
 

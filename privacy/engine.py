@@ -2,33 +2,30 @@
 
 Pipeline (all inside the platform; the analyst's sandbox never sees a true value):
 
-1. Parse and check the query against the workspace's `_shuyu_columns` (privacy.query).
-2. One DuckDB statement over the workspace (ATTACHed read-only), vectorised:
+1. Parse and check the query against the workspace's `_shuyu_columns` (privacy.query). Every
+   WHERE literal is checked there against its column's type and bounds, so nothing in the
+   statement below can fail because of the data.
+2. One DuckDB statement over the workspace (ATTACHed read-only), vectorised (privacy.bounding):
    - filter rows (WHERE, public categories, non-null person key);
    - contribution bounding: keep at most `max_contributions` (k) rows per person, chosen by
      `ROW_NUMBER() OVER (PARTITION BY person ORDER BY hash(person, used columns, seed))`. The
      order depends only on that person's own rows and a secret seed, so adding or removing a
      person changes at most k rows of the bounded relation. As every person has at most k
-     rows, they also touch at most k groups with at most k rows each (per-group bound).
-     How it is computed depends on cached row-count histograms of the workspace tables (see
-     `_strategy`): no ranking when no person can exceed k rows, ranking only the persons above
-     k when they hold under half the rows, else ranking everyone. The rows kept are the same;
+     rows, they also touch at most k groups with at most k rows each (per-group bound). The
+     ranking is always computed the same way, whatever the data (run time ~ public sizes);
    - clamp every aggregated value to its manifest bounds [lo, hi];
    - one GROUP BY computing, per group, the true bounded measurements: COUNT(*), COUNT(col),
-     COUNT(DISTINCT person), SUM(clamped col), LIST(clamped col) for quantiles.
-3. Noise per cell, from diffprivlib's mechanisms (sequential composition over measurements):
+     COUNT(DISTINCT person), SUM(clamped col), and rows per public grid point for quantiles.
+3. Noise per cell, sampled exactly by OpenDP (privacy.noise; sequential composition):
    - the query's ε is split EQUALLY over its distinct measurements (AVG(x) = SUM(x) and COUNT(x);
      measurements shared between aggregates are computed once, e.g. SUM(x) with AVG(x));
-   - counts: `Geometric` (two-sided geometric), sensitivity k (COUNT(DISTINCT person): k, or the
-     number of public cells if smaller) — L1 over the whole vector of cells, so the same noise
-     scale protects every cell at once;
-   - sums: `Laplace`, sensitivity k * max(|lo|, |hi|), scale b = sensitivity / ε_m;
-   - quantiles: diffprivlib's exponential-mechanism `tools.quantile` over the group's bounded,
-     clamped values. It treats each row as one individual (sensitivity 1), so it is called with
-     ε_m / k: a person's ≤ k rows (spread over groups) then cost at most ε_m in total;
+   - counts: discrete Laplace (two-sided geometric), sensitivity k (COUNT(DISTINCT person): k,
+     or the number of public cells if smaller) — L1 over the whole vector of cells;
+   - sums: Laplace on a public lattice 2^g, sensitivity k · max(|lo|, |hi|), scale
+     b ≥ sensitivity / ε_m (raised by OpenDP's rounding charge);
+   - quantiles: report-noisy-min over integer scores of a public grid from the bounds
+     (privacy.quantiles), Gumbel scale 2 · k · Δ1 / ε_m; ties cannot break it;
    - AVG = noisy SUM / noisy COUNT(x), clipped to [lo, hi] (NaN when the noisy count is ≤ 0).
-     diffprivlib.tools.mean / sum / count_nonzero are NOT used: they treat the group size as
-     public or clip with the true count.
 4. Groups. With public categories every combination of categories is released, including
    empty ones, so the group set leaks nothing (rows outside the categories are dropped). In
    unknown-keys mode a group is released only if its noisy COUNT(*) ≥ τ, with
@@ -42,37 +39,39 @@ Pipeline (all inside the platform; the analyst's sandbox never sees a true value
    - AVG: conservative: 97.5% bounds on the noisy sum (B_s) and on the noisy count (B_c) (union
      bound → 95%); the true mean lies in {s / n : |s - S'| ≤ B_s, |n - N'| ≤ B_c, n ≥ 1}
      ∩ [lo, hi]; the bound is the larger distance from the released mean to that interval's ends;
-   - quantiles: none (NaN): the exponential mechanism's error is in ranks, not values.
+   - quantiles: none (NaN): the mechanism's error is in ranks, not values.
    These bounds cover the noise only, not the bias from clamping or contribution bounding.
 
+Failures: once the statement has started to read data, any failure raises `DPQueryFailed`
+with one fixed message (privacy.request.DP_FAILED) and the caller spends the ε regardless.
+
 Where each step lives: parsing in `privacy.query`; the measurements, their ε share and noise
-arithmetic in `privacy.calibration`; contribution bounding and the true-value statement (step
-2) in `privacy.bounding`; post-processing into the table, thresholds and bounds (steps 4-5) in
-`privacy.release`; the `DPResult` model in `privacy.dp_result`. This module runs the pipeline:
-it evaluates the true measurements (`prepare_dp_query`) and draws the noise (step 3).
+scales in `privacy.calibration`; contribution bounding and the true-value statement (step 2)
+in `privacy.bounding`; the samplers in `privacy.noise` and `privacy.quantiles`;
+post-processing into the table, thresholds and bounds (steps 4-5) in `privacy.release`; the
+`DPResult` model in `privacy.dp_result`. This module runs the pipeline.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
-from diffprivlib.accountant import BudgetAccountant
-from diffprivlib.mechanisms import Geometric, Laplace
-from diffprivlib.tools import quantile as dp_quantile
 
-from privacy.bounding import Strategy, _sql, _strategy
+from privacy import noise
+from privacy.bounding import _sql
 from privacy.calibration import (
     BETA,
+    MAX_CELLS,
     Calibrated,
     MeasureKind,
     Measurement,
+    Mechanism,
     _grid_size,
     _plan,
     avg_interval,
@@ -82,7 +81,9 @@ from privacy.calibration import (
     unknown_keys_threshold,
 )
 from privacy.dp_result import DPResult
+from privacy.quantiles import counts_vector, release_quantile
 from privacy.query import (
+    DEFAULT_DELTA,
     DPRequest,
     ParsedQuery,
     as_request,
@@ -91,6 +92,7 @@ from privacy.query import (
     resolve_units,
 )
 from privacy.release import publish
+from privacy.request import DPQueryFailed
 from shuyu.errors import PlatformError, ValidationError
 
 # The engine's interface, including what moved to the modules above (callers import it from here).
@@ -101,8 +103,8 @@ __all__ = [
     "DPResult",
     "MeasureKind",
     "Measurement",
+    "Mechanism",
     "PreparedDPQuery",
-    "Strategy",
     "avg_interval",
     "geometric_alpha",
     "geometric_error",
@@ -111,8 +113,6 @@ __all__ = [
     "run_dp_query",
     "unknown_keys_threshold",
 ]
-
-MAX_CELLS = 100_000  # public-category grids larger than this are refused
 
 
 @dataclass
@@ -131,47 +131,24 @@ class PreparedDPQuery:
     true: list[list[Any]]  # per measurement (calibrated order), one value per cell
     threshold: float | None
 
-    def release(self, random_state: int | np.random.RandomState | None = None) -> DPResult:
-        if isinstance(random_state, int | np.integer):
-            rs: np.random.RandomState | None = np.random.RandomState(int(random_state))
-        else:
-            rs = random_state
-        # exponential-mechanism draws need a RandomState; without a seed: fresh OS entropy
-        rs_q = (
-            rs
-            if rs is not None
-            else np.random.RandomState(np.random.MT19937(np.random.SeedSequence()))
-        )
-        k = self.request.max_contributions
+    def release(self) -> DPResult:
+        """One noisy draw of every measurement (OpenDP's secure randomness, never seeded)."""
         noisy: list[list[Any]] = []
         for c, values in zip(self.calibrated, self.true, strict=True):
             m = c.measurement
-            if c.mechanism == "geometric":
-                mech = Geometric(epsilon=c.epsilon, sensitivity=int(c.sensitivity), random_state=rs)
-                noisy.append([mech.randomise(int(v)) for v in values])
-            elif c.mechanism == "laplace":
-                mech_l = Laplace(
-                    epsilon=c.epsilon, delta=0.0, sensitivity=c.sensitivity, random_state=rs
+            if c.mechanism is Mechanism.GEOMETRIC:
+                noisy.append(noise.discrete_laplace([int(v) for v in values], c.scale))
+            elif c.mechanism is Mechanism.LAPLACE:
+                noisy.append(noise.laplace([float(v) for v in values], c.scale))
+            else:
+                assert m.q is not None
+                grid = m.grid
+                noisy.append(
+                    [
+                        release_quantile(counts_vector(h, grid.points), grid, m.q, c.scale)
+                        for h in values
+                    ]
                 )
-                noisy.append([mech_l.randomise(float(v)) for v in values])
-            else:  # dp_quantile is looked up here, in privacy.engine (tests patch it)
-                assert m.bounds is not None and m.q is not None
-                out = []
-                for arr in values:
-                    array = np.asarray(arr if arr is not None else [], dtype=float)
-                    out.append(
-                        float(
-                            dp_quantile(
-                                array,
-                                m.q,
-                                epsilon=c.epsilon / k,
-                                bounds=m.bounds,
-                                random_state=rs_q,
-                                accountant=BudgetAccountant(),
-                            )
-                        )
-                    )
-                noisy.append(out)
         return publish(
             self.request,
             self.parsed,
@@ -207,7 +184,7 @@ def prepare_dp_query(
         schema = read_columns(con, "ws")
         units = resolve_units(schema, unit_column, identifier_kinds)
         parsed = parse_dp_query(request.query, schema, units, unknown_keys=request.unknown_keys)
-        if parsed.unknown_keys and request.delta <= 0:
+        if parsed.unknown_keys and request.delta is not None and request.delta <= 0:
             raise ValidationError(
                 "unknown-keys mode needs delta > 0 (the chance a one-person group is released)",
                 field="dp.delta",
@@ -220,24 +197,18 @@ def prepare_dp_query(
                 field="dp.query",
                 fix="group by fewer columns",
             )
+        if request.delta is None:
+            request = replace(request, delta=DEFAULT_DELTA)
         calibrated, uses = _plan(parsed, request)
         bound_seed = seed if seed is not None else secrets.randbits(63)
-        strategy = _strategy(con, path, parsed, request.max_contributions)
         sql, params = _sql(
-            parsed,
-            calibrated,
-            request.max_contributions,
-            int(bound_seed) & (2**64 - 1),
-            strategy,
+            parsed, calibrated, request.max_contributions, int(bound_seed) & (2**64 - 1)
         )
         try:
             rows = con.execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            # DuckDB's message may quote data values: keep it for the operator only.
-            raise PlatformError(
-                "the DP engine could not evaluate the query",
-                fix="check the query; the operator log has details",
-            ) from exc
+        except Exception as exc:
+            # From here data has been read: one fixed message (DuckDB's may quote data values).
+            raise DPQueryFailed() from exc
     finally:
         con.close()
 
@@ -251,14 +222,16 @@ def prepare_dp_query(
             if ng
             else [()]
         )
-    empty: list[Any] = [[] if c.mechanism == "exponential" else 0 for c in calibrated]
+    empty: list[Any] = [None if c.mechanism is Mechanism.NOISY_MAX else 0 for c in calibrated]
     true = [[(found.get(key) or empty)[j] for key in keys] for j in range(len(calibrated))]
     if not parsed.groups and not rows:
         true = [[e] for e in empty]
     threshold = None
     if parsed.unknown_keys:
         count = next(c for c in calibrated if c.measurement.key == "count")
-        threshold = unknown_keys_threshold(count.epsilon, request.max_contributions, request.delta)
+        threshold = unknown_keys_threshold(
+            count.epsilon, request.max_contributions, request.delta or DEFAULT_DELTA
+        )
     return PreparedDPQuery(request, parsed, calibrated, uses, keys, true, threshold)
 
 
@@ -273,9 +246,9 @@ def run_dp_query(
 ) -> DPResult:
     """Run one DP query (a jobs.spec.DPQuery, a DPRequest or a mapping) over a workspace file.
 
-    `seed` makes the contribution bounding and the noise reproducible (tests, audits); without
-    it both come from the OS's secure randomness. The caller spends the budget: see
-    privacy.budget / privacy.service.
+    `seed` makes the contribution bounding reproducible (tests, audits); without it the choice
+    of kept rows comes from the OS's secure randomness. The noise is never seeded (OpenDP).
+    The caller spends the budget: see privacy.budget / privacy.service.
     """
     prepared = prepare_dp_query(
         workspace,
@@ -285,7 +258,10 @@ def run_dp_query(
         identifier_kinds=identifier_kinds,
         threads=threads,
     )
-    return prepared.release(seed)
+    try:
+        return prepared.release()
+    except Exception as exc:  # after the data was read: one fixed message
+        raise DPQueryFailed() from exc
 
 
 def _sql_string(text: str) -> str:

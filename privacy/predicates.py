@@ -5,13 +5,22 @@ nor sensitive, compared with literals: =, <>, <, <=, >, >=, [NOT] IN, BETWEEN, I
 joined by AND / OR / NOT. The walker rewrites the predicate as its own SQL over the fixed table
 aliases, and every literal becomes a `?` parameter cast to the column's workspace type, so no
 analyst text reaches the engine's SQL.
+
+Every literal is checked HERE, at parse time, against its column's type (the value must be
+representable: `employees <> 99999999999999999999` on a BIGINT is refused) and its declared
+bounds. Why: DuckDB evaluates AND / OR lazily, so a cast that fails only when some row reaches
+it turns "does any row pass the earlier predicates?" into fail / no fail, an existence probe.
+After these checks the cast in the engine's statement cannot fail whatever the data.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
+
+import duckdb
 
 from privacy.parsed import ColRef
 from privacy.request import fail
@@ -169,6 +178,7 @@ class WhereChecks(QueryScope):
             value = str(text)
         else:
             raise fail(f"filters on {ref.column} ({sql_type}) are not supported")
+        _check_fits(value, ref, base, sql_type)
         self.params.append(value)
         return f"CAST(? AS {sql_type})"
 
@@ -178,3 +188,79 @@ def _as_int(text: Any) -> int | float:
         return int(str(text))
     except ValueError:
         return float(str(text))
+
+
+_INT_RANGE = {
+    "TINYINT": (-(2**7), 2**7 - 1),
+    "SMALLINT": (-(2**15), 2**15 - 1),
+    "INTEGER": (-(2**31), 2**31 - 1),
+    "BIGINT": (-(2**63), 2**63 - 1),
+    "HUGEINT": (-(2**127), 2**127 - 1),
+    "UTINYINT": (0, 2**8 - 1),
+    "USMALLINT": (0, 2**16 - 1),
+    "UINTEGER": (0, 2**32 - 1),
+    "UBIGINT": (0, 2**64 - 1),
+}
+_FLOAT_MAX = {"FLOAT": 3.4028234663852886e38, "REAL": 3.4028234663852886e38}
+
+
+def _check_fits(value: Any, ref: ColRef, base: str, sql_type: str) -> None:
+    """Refuse a literal the column's type cannot hold or that lies outside its bounds."""
+    column = ref.column
+    if isinstance(value, float) and not math.isfinite(value):
+        raise fail(f"{column}: {value!r} is not a finite number", fix=f"e.g. {column} >= 10")
+    limits: tuple[float, float] | None = _INT_RANGE.get(base)
+    if limits is None and base in _FLOAT_MAX:
+        limits = (-_FLOAT_MAX[base], _FLOAT_MAX[base])
+    if limits is None and base.startswith("DECIMAL") and "," in sql_type:
+        width, scale = (int(x) for x in sql_type[sql_type.index("(") + 1 : -1].split(","))
+        top = 10 ** (width - scale)
+        limits = (-top + 10**-scale, top - 10**-scale)
+    if limits is not None and not limits[0] <= value <= limits[1]:
+        raise fail(
+            f"{column} is {sql_type}: {value!r} is outside what it can hold",
+            fix=f"compare {column} with a value between {limits[0]:g} and {limits[1]:g}",
+        )
+    bounds = _bounds(ref, base)
+    try:
+        inside = bounds is None or bounds[0] <= value <= bounds[1]
+    except TypeError:  # e.g. a timestamp with a time zone against naive bounds
+        raise fail(f"{column}: {value!s} cannot be compared with the column's bounds") from None
+    if bounds is not None and not inside:
+        lo, hi = bounds
+        raise fail(
+            f"{column}: {value!s} is outside the column's declared bounds [{lo!s}, {hi!s}]",
+            fix=f"compare {column} with a value between {lo!s} and {hi!s}",
+        )
+    if not _castable(value, sql_type):  # the engine's own cast, tried on the literal alone
+        raise fail(f"{column} is {sql_type}: {value!r} cannot be read as that type")
+
+
+def _bounds(ref: ColRef, base: str) -> tuple[Any, Any] | None:
+    info = ref.info
+    if base in NUMERIC_SQL or base.startswith("DECIMAL"):
+        return info.value_bounds()
+    if info.bounds is None or info.transform != "keep":
+        return None
+    try:
+        if base == "DATE":
+            return date.fromisoformat(str(info.bounds[0])), date.fromisoformat(str(info.bounds[1]))
+        if base == "TIMESTAMP":
+            return (
+                datetime.fromisoformat(str(info.bounds[0])),
+                datetime.fromisoformat(str(info.bounds[1])),
+            )
+    except ValueError:
+        return None
+    return None
+
+
+def _castable(value: Any, sql_type: str) -> bool:
+    con = duckdb.connect()
+    try:
+        con.execute(f"SELECT CAST(? AS {sql_type})", [value]).fetchall()
+        return True
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()

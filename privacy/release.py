@@ -15,9 +15,23 @@ from typing import Any
 
 import pandas as pd
 
-from privacy.calibration import BETA, Calibrated, avg_interval, geometric_error, laplace_error
+from privacy.calibration import (
+    BETA,
+    Calibrated,
+    Mechanism,
+    avg_interval,
+    geometric_error,
+    laplace_error,
+)
 from privacy.dp_result import DPResult
 from privacy.query import DPRequest, ParsedQuery
+
+# What the released metadata calls each mechanism (all sampled exactly by OpenDP).
+LABELS = {
+    Mechanism.GEOMETRIC: "geometric",
+    Mechanism.LAPLACE: "laplace",
+    Mechanism.NOISY_MAX: "noisy-max quantile on a public grid",
+}
 
 
 def publish(
@@ -51,7 +65,7 @@ def publish(
         if agg.kind == "avg":
             (cs, sums), (cc, counts) = used
             lo, hi = agg.bounds  # type: ignore[misc]
-            b_s = laplace_error(cs.scale, BETA / 2)  # type: ignore[arg-type]
+            b_s = laplace_error(cs.scale, BETA / 2)
             b_c = geometric_error(cc.epsilon, cc.sensitivity, BETA / 2)
             vals, errs = [], []
             for i in keep:
@@ -73,11 +87,7 @@ def publish(
             data[agg.name] = [values[i] for i in keep]
             bound = c.error95 if c.error95 is not None else math.nan
             errors[agg.name] = [bound] * len(keep)
-            mechanisms[agg.name] = {
-                "geometric": "geometric",
-                "laplace": "laplace",
-                "exponential": "exponential (diffprivlib quantile)",
-            }[c.mechanism]
+            mechanisms[agg.name] = LABELS[c.mechanism]
     table = pd.DataFrame({name: data[name] for name in parsed.output}, columns=list(parsed.output))
     for agg in parsed.aggregates:
         if agg.kind in ("count", "count_column", "count_distinct"):
@@ -87,7 +97,7 @@ def publish(
     return DPResult(
         table=table,
         epsilon=request.epsilon,
-        delta=request.delta if parsed.unknown_keys else 0.0,
+        delta=(request.delta or 0.0) if parsed.unknown_keys else 0.0,
         mechanisms={a.name: mechanisms[a.name] for a in parsed.aggregates},
         error_bounds={a.name: errors[a.name] for a in parsed.aggregates},
         epsilon_by_column={a.name: eps_col[a.name] for a in parsed.aggregates},
@@ -100,7 +110,7 @@ def publish(
         measurements=[
             {
                 "measurement": c.measurement.key.replace('"', ""),
-                "mechanism": c.mechanism,
+                "mechanism": str(c.mechanism),
                 "epsilon": c.epsilon,
                 "sensitivity": c.sensitivity,
                 "scale": c.scale,
@@ -125,12 +135,14 @@ def _notes(
         "values are clamped to the manifest bounds before aggregation",
         "95% error bounds cover the noise only (not clamping or contribution-bounding bias); "
         "AVG bounds are conservative; quantiles have none",
+        "noise is sampled exactly (OpenDP): discrete Laplace for counts, Laplace on a public "
+        "lattice for sums; quantiles are points of a public grid over the column's bounds",
         "noisy counts are not clamped at 0 (unbiased); clamping afterwards is free post-processing",
     ]
     if threshold is not None:
         notes.append(
             f"unknown keys: a group is released only if its noisy row count >= {threshold:g} "
-            f"(delta {request.delta:g}); released counts are therefore biased upwards"
+            f"(delta {request.delta or 0.0:g}); released counts are therefore biased upwards"
         )
     else:
         notes.append("every combination of the public categories is released, including empty ones")

@@ -14,16 +14,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shuyu.errors import ValidationError
+from shuyu.errors import PlatformError, ValidationError
 
 FIELD = "dp.query"
-DEFAULT_DELTA = 1e-6
+DEFAULT_DELTA = 1e-7  # engine runs without a budget account (development runs on the twin)
 MAX_DELTA = 1e-3
 MAX_EPSILON = 10.0
+# Below this a query's noise drowns every answer, and ε near the float limits (1e-300) makes the
+# noise scale overflow: refused at validation, before anything is reserved or read.
+MIN_EPSILON = 1e-3
+# The one message an analyst sees for ANY failure after a DP query started to read data: it must
+# not depend on the data (which literal overflowed, which group crashed). The ε is spent.
+DP_FAILED = "the DP query could not be completed; its epsilon is spent"
 SUPPORTED = (
     "COUNT(*), COUNT(DISTINCT <person key>), SUM(col), AVG(col), QUANTILE(col, q), MEDIAN(col)"
 )
 FORM = "SELECT <group columns>, <aggregates> FROM <dataset> [JOIN ...] [WHERE ...] [GROUP BY ...]"
+
+
+class DPQueryFailed(PlatformError):
+    """A DP query failed after it read data: the fixed message, the ε spent, details in the log."""
+
+    def __init__(self) -> None:
+        super().__init__(DP_FAILED, field=FIELD, fix="the operator log has details")
 
 
 def fail(message: str, fix: str | None = None) -> ValidationError:
@@ -36,13 +49,15 @@ class DPRequest:
     """What the engine needs from a job's `dp:` block (jobs.spec.DPQuery plus two engine knobs).
 
     `delta` is only consumed in unknown-keys mode (thresholded group release); with public
-    categories the release is pure ε-DP and δ spent is 0. `unknown_keys` is the explicit opt-in.
+    categories the release is pure ε-DP and δ spent is 0. None: not asked for; the budget
+    service derives it from the account's δ cap (privacy.service), the bare engine uses
+    DEFAULT_DELTA. `unknown_keys` is the explicit opt-in.
     """
 
     query: str
     epsilon: float
     max_contributions: int = 1
-    delta: float = DEFAULT_DELTA
+    delta: float | None = None
     unknown_keys: bool = False
 
 
@@ -57,7 +72,7 @@ def as_request(query: Any) -> DPRequest:
             query=get("query"),  # type: ignore[arg-type]  # checked below
             epsilon=get("epsilon"),  # type: ignore[arg-type]
             max_contributions=get("max_contributions", 1),
-            delta=DEFAULT_DELTA if delta is None else delta,
+            delta=delta,
             unknown_keys=bool(get("unknown_keys", False)),
         )
     if not isinstance(request.query, str) or not request.query.strip():
@@ -74,6 +89,12 @@ def as_request(query: Any) -> DPRequest:
             field="dp.epsilon",
             fix="e.g. epsilon: 1.0",
         )
+    if eps < MIN_EPSILON:
+        raise ValidationError(
+            f"epsilon {eps:g} is below the engine's minimum of {MIN_EPSILON:g} per query",
+            field="dp.epsilon",
+            fix=f"use epsilon of at least {MIN_EPSILON:g}; smaller values release only noise",
+        )
     if eps > MAX_EPSILON:
         raise ValidationError(
             f"epsilon {eps:g} is above the engine's maximum of {MAX_EPSILON:g} per query",
@@ -88,12 +109,18 @@ def as_request(query: Any) -> DPRequest:
             fix="e.g. max_contributions: 12 (rows kept per person)",
         )
     d = request.delta
-    if isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d <= MAX_DELTA:
+    if d is not None and (
+        isinstance(d, bool) or not isinstance(d, int | float) or not 0 <= d <= MAX_DELTA
+    ):
         raise ValidationError(
             f"delta must be between 0 and {MAX_DELTA:g}, not {d!r}",
             field="dp.delta",
             fix="use a small delta such as 1e-6 (well below 1 / number of persons)",
         )
     return DPRequest(
-        request.query.strip().rstrip(";").strip(), float(eps), k, float(d), request.unknown_keys
+        request.query.strip().rstrip(";").strip(),
+        float(eps),
+        k,
+        None if d is None else float(d),
+        request.unknown_keys,
     )

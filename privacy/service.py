@@ -1,23 +1,31 @@
-"""One DP action end to end: check the query, reserve ε, run it, then spend or return the ε.
+"""One DP action end to end: check the query, reserve (ε, δ), run it, spend.
 
-Order matters: the query is parsed and checked first (a malformed query costs nothing), the
-budget is reserved atomically before any true value is computed, and the reservation becomes
-`spent` once results exist, or is `released` if the engine failed before producing any.
+Order matters: the query is parsed and checked first, reading only column metadata (a malformed
+query, or a literal its column cannot hold, costs nothing and is refused with its reason); the
+budget is then reserved atomically on the query's privacy-unit account (privacy.accounts)
+before any true value is computed; from that moment the reservation is SPENT whatever happens.
+A failure after the reservation (the engine, the writer, anything) reaches the analyst only as
+`DPQueryFailed` with one fixed message, so neither the failure nor its text can depend on the
+data, and nothing is refunded: a failure is never free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from catalog.service import get_version
+from policies.grant import PrivacyBudget
 from privacy import budget
+from privacy.accounts import account_for
 from privacy.engine import DPResult, run_dp_query
 from privacy.query import ParsedQuery, as_request, load_columns, parse_dp_query, resolve_units
-from shuyu.errors import PlatformError
+from privacy.request import DPQueryFailed
+from shuyu.errors import PlatformError, ValidationError
 from shuyu.platform import Platform
 
 
@@ -64,34 +72,71 @@ def run_dp_action(
     query: Any,
     *,
     seed: int | None = None,
-    cap_for: Callable[[str], float] | None = None,
+    grant: PrivacyBudget | None = None,
+    caps: budget.Caps | None = None,
     unit_column: str | Mapping[str, str] | None = None,
     output: Path | None = None,
+    actor: str | None = None,
 ) -> tuple[DPResult, budget.Reservation]:
-    """Reserve, run, commit (or release on failure). Returns the result and the spent reservation."""
+    """Check, reserve, run, spend. Returns the result and the spent reservation.
+
+    `grant` is the project's grant DP settings (default: the active grant's); `caps` overrides
+    its caps (tests). An unknown-keys query's δ is the job's own if it set one, else the
+    grant's `delta / delta_queries`. `actor` is the analyst who submitted the job.
+    """
     request = as_request(query)
     kinds = identifier_kinds(platform, workspace) if unit_column is None else None
     parsed = check_dp_query(workspace, request, unit_column=unit_column, identifier_kinds=kinds)
-    delta = request.delta if parsed.unknown_keys else 0.0
+    if grant is None and (caps is None or (parsed.unknown_keys and request.delta is None)):
+        grant = _active_grant_dp(platform, project)
+    if caps is None:
+        assert grant is not None
+        caps = budget.Caps(grant.epsilon_cap(parsed.datasets), grant.delta)
+    delta = 0.0
+    if parsed.unknown_keys:
+        if request.delta is not None:
+            delta = request.delta
+        else:
+            assert grant is not None
+            delta = grant.delta_per_query
+        if delta <= 0:  # refused here, before anything is reserved or read
+            raise ValidationError(
+                "unknown-keys mode needs delta > 0 (the chance a one-person group is released)",
+                field="dp.delta",
+                fix="group by columns with public categories, or ask for a δ budget in the grant",
+            )
+        request = replace(request, delta=delta)
     reservation = budget.reserve(
         platform,
         project,
-        {d: request.epsilon for d in parsed.datasets},
+        account_for(parsed.unit, kinds),
+        request.epsilon,
         job_id,
-        cap_for,
         delta=delta,
+        caps=caps,
+        datasets=parsed.datasets,
+        actor=actor,
     )
+    # From here the query reads data: the (ε, δ) is spent whatever happens.
     try:
         result = run_dp_query(
             workspace, request, seed=seed, unit_column=unit_column, identifier_kinds=kinds
         )
-    except BaseException:
-        budget.release(reservation)
-        raise
-    # From here a noisy result exists: the ε is spent even if writing it fails.
-    try:
         if output is not None:
             result.to_parquet(output)
-    finally:
-        budget.commit(reservation)
+    except Exception as exc:
+        budget.commit(reservation, reason="failed after reading data")
+        raise DPQueryFailed() from exc
+    except BaseException:
+        budget.commit(reservation, reason="interrupted after reading data")
+        raise
+    budget.commit(reservation)
     return result, reservation
+
+
+def _active_grant_dp(platform: Platform, project: str) -> PrivacyBudget:
+    from policies.service import active_policy
+
+    with platform.store.read() as conn:
+        _, policy = active_policy(conn, project)
+    return policy.dp

@@ -4,8 +4,9 @@ The folder was written by untrusted code, so it is walked through directory file
 that never follow links (O_NOFOLLOW), every file is checked on the descriptor it was opened
 with (fstat: regular, one link, same inode as listed), and the platform's copy is made from
 that same descriptor: swapping a file after the check cannot change what is copied. Only
-declared paths and five plain data types are accepted; the rest is reported, never copied.
-Row and column counts are taken by DuckDB/pyarrow on the platform's own copy.
+declared paths and six plain data types are accepted; the rest is reported, never copied.
+Row and column counts are taken by DuckDB/pyarrow on the platform's own copy. The checks here
+are cheap (magic numbers, UTF-8, JSON syntax); the egress checks read every byte strictly later.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-KINDS = {".csv": "csv", ".parquet": "parquet", ".json": "json", ".txt": "txt", ".png": "png"}
+KINDS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".json": "json",
+    ".txt": "txt",
+    ".png": "png",
+    ".svg": "svg",
+}
+TEXT_KINDS = ("csv", "txt", "svg")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PARQUET_MAGIC = b"PAR1"
 JSON_MAX_BYTES = 64 * 1024**2  # parsed in memory: larger results belong in Parquet or CSV
@@ -36,7 +45,7 @@ class CollectedFile:
     path: str  # relative to /output, POSIX separators
     sha256: str
     size: int
-    kind: str  # csv | parquet | json | txt | png
+    kind: str  # csv | parquet | json | txt | png | svg
     rows: int | None = None  # CSV and Parquet
     columns: int | None = None
     column_names: tuple[str, ...] = ()
@@ -294,7 +303,7 @@ def _copy_checked(
         size = 0
         head = b""
         tail = b""
-        text = codecs.getincrementaldecoder("utf-8")("strict") if kind in ("csv", "txt") else None
+        text = codecs.getincrementaldecoder("utf-8")("strict") if kind in TEXT_KINDS else None
         blob = bytearray() if kind == "json" else None
         while chunk := os.read(fd, CHUNK):
             size += len(chunk)

@@ -62,6 +62,20 @@ class Settings:
     max_body_kb: int = _setting(
         1024, "SHUYU_MAX_BODY_KB", "largest HTTP request body the API reads, in KiB"
     )
+    check_memory_mb: int = _setting(
+        2048, "SHUYU_CHECK_MEMORY_MB", "memory limit of the process checking one output"
+    )
+    check_seconds: int = _setting(
+        300, "SHUYU_CHECK_SECONDS", "time limit of the process checking one output"
+    )
+    check_max_rows: int = _setting(
+        500_000, "SHUYU_CHECK_MAX_ROWS", "most rows an output may have; more is blocked unread"
+    )
+    check_max_mb: int = _setting(
+        512,
+        "SHUYU_CHECK_MAX_MB",
+        "most bytes an output may expand to (Parquet pages, PNG pixels); more is blocked unread",
+    )
 
     trusted_proxy: bool = _setting(
         False,

@@ -40,6 +40,7 @@ RULES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/health"): rule(OK, anonymous=OK),
     ("GET", "/api/me"): rule(OK),
     ("GET", "/api/projects"): rule(OK),
+    ("GET", "/api/projects/{project}/budget"): rule(OK, outsider=HIDDEN, tenant_b=HIDDEN),
     ("GET", "/api/datasets"): rule(OK),
     ("GET", "/api/datasets/{name}"): rule(OK),
     ("GET", "/api/grants"): rule(OK),
@@ -109,7 +110,7 @@ def test_every_route_has_a_rule_and_the_matrix_holds(granted: Platform, world: d
     }
     assert routes - set(RULES) == set(), "routes without an authorisation rule"
     assert set(RULES) - routes == set(), "rules for routes that no longer exist"
-    params = {"job_id": world["job"], "name": "residents"}
+    params = {"job_id": world["job"], "name": "residents", "project": "employment-insights"}
     mismatches = []
     for (method, template), expected in sorted(RULES.items()):
         path = template.format(**params)

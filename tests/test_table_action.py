@@ -76,9 +76,10 @@ def test_a_table_action_passes_end_to_end_verified_by_the_platform(
     # the held contributor rows are the platform's, keyed by workspace persons
     helper = next(o for o in view.outputs if o["status"] == "helper")
     persons = duckdb.sql(
-        f"SELECT count(DISTINCT contributor) FROM read_parquet('{helper['stored_path']}')"
+        f"SELECT count(DISTINCT contributor) FROM read_parquet('{granted.resolve(helper['stored_path'])}')"
     ).fetchall()[0][0]
-    table = pd.read_csv(next(o for o in view.outputs if o["status"] == "collected")["stored_path"])
+    collected = next(o for o in view.outputs if o["status"] == "collected")
+    table = pd.read_csv(granted.resolve(collected["stored_path"]))
     assert persons == table["contributors"].sum()
 
 
@@ -171,7 +172,7 @@ def test_min_and_max_are_computed_verified_and_checked_as_extremes(
     report = checks(granted, view.job.id)["main/result.csv"]
     assert report["sdc"]["declarations"]["verification"] == "platform", report["notes"]
     stored = next(o for o in view.outputs if o["status"] == "collected")
-    table = pd.read_csv(stored["stored_path"])
+    table = pd.read_csv(granted.resolve(stored["stored_path"]))
     assert (table["low"] <= table["high"]).all()
     by_column = {c["column"] for c in report["sdc"]["cells"]}
     assert {"n", "low", "high", "persons (platform)"} <= by_column

@@ -198,7 +198,7 @@ def test_request_accepts_the_job_spec_model() -> None:
         DPQuery(query="SELECT COUNT(*) FROM contributions;", epsilon=0.5, max_contributions=3)
     )
     assert request.query == "SELECT COUNT(*) FROM contributions"
-    assert (request.epsilon, request.max_contributions, request.delta) == (0.5, 3, 1e-6)
+    assert (request.epsilon, request.max_contributions, request.delta) == (0.5, 3, None)
     with pytest.raises(ValidationError, match="delta"):
         as_request({"query": "SELECT COUNT(*) FROM t", "epsilon": 1.0, "delta": 0.5})
     with pytest.raises(ValidationError, match="epsilon"):

@@ -9,6 +9,7 @@ from lineage import ledger
 from policies.workspace import build_workspace
 from privacy.budget import remaining, spends
 from privacy.engine import prepare_dp_query, run_dp_query
+from privacy.request import DEFAULT_DELTA, DP_FAILED, DPQueryFailed
 from shuyu.errors import PolicyRefused, ValidationError
 from shuyu.platform import Platform
 
@@ -37,7 +38,7 @@ def test_district_query_on_the_demo_workspace(workspace) -> None:
     sql = "SELECT district, COUNT(*) AS n, SUM(wage_base) AS s, AVG(wage_base) AS m FROM contributions GROUP BY district"
     request = {"query": sql, "epsilon": 3.0, "max_contributions": 24}
     prepared = prepare_dp_query(workspace, request, seed=1)
-    result = prepared.release(1)
+    result = prepared.release()
     assert list(result.table["district"]) == DISTRICTS
     true_n = prepared.true[0]
     for i in range(3):
@@ -66,7 +67,7 @@ def test_join_and_unknown_keys_on_the_demo_workspace(workspace) -> None:
     with pytest.raises(ValidationError, match="no declared public categories"):
         run_dp_query(workspace, {"query": sql, "epsilon": 1.0})
     bands = run_dp_query(workspace, {"query": sql, "epsilon": 1.0, "unknown_keys": True}, seed=3)
-    assert bands.delta == 1e-6 and bands.threshold is not None
+    assert bands.delta == DEFAULT_DELTA and bands.threshold is not None
     assert (bands.table["n"] >= bands.threshold).all()
     assert len(bands.table) >= 10
 
@@ -81,10 +82,11 @@ def test_run_dp_action_reserves_runs_and_spends(granted: Platform, workspace, tm
         granted, PROJECT, "job-abc", workspace, request, seed=4, output=tmp_path / "out.parquet"
     )
     assert (tmp_path / "out.parquet").is_file()
-    assert reservation.epsilon == {"contributions": 1.5, "residents": 1.5}
+    # a join spends once, from the one per-person account both datasets share
+    assert (reservation.account, reservation.epsilon) == ("unit:cn_resident_id", 1.5)
+    assert reservation.datasets == ("contributions", "residents")
     assert remaining(granted, PROJECT, "contributions") == pytest.approx(3.5)
     assert remaining(granted, PROJECT, "residents") == pytest.approx(3.5)
-    assert remaining(granted, PROJECT, "enterprises") == 5.0
     assert {s["status"] for s in spends(granted, PROJECT)} == {"spent"}
     with granted.store.read() as conn:
         actions = [e.action for e in ledger.entries(conn, subject=f"dp-budget:{PROJECT}")]
@@ -95,7 +97,8 @@ def test_run_dp_action_reserves_runs_and_spends(granted: Platform, workspace, tm
     service.run_dp_action(granted, PROJECT, "job-2", workspace, request, seed=5)
     service.run_dp_action(granted, PROJECT, "job-3", workspace, request, seed=6)
     with pytest.raises(
-        PolicyRefused, match=r"ε=0.5 left of 5.0 on dataset contributions; this query needs 1.5"
+        PolicyRefused,
+        match=r"ε=0.5 left of 5.0 per person \(unit:cn_resident_id\); this query needs 1.5",
     ):
         service.run_dp_action(granted, PROJECT, "job-4", workspace, request, seed=7)
 
@@ -113,14 +116,14 @@ def test_a_malformed_query_costs_nothing(granted: Platform, workspace) -> None:
     assert spends(granted, PROJECT) == []
 
 
-def test_a_failure_before_any_result_releases_the_reservation(
+def test_a_failure_after_the_reservation_spends_and_says_one_fixed_thing(
     granted: Platform, workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args, **kwargs):
-        raise RuntimeError("engine crashed")
+        raise RuntimeError("engine crashed at row 17 with value 12345")
 
     monkeypatch.setattr(service, "run_dp_query", broken)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(DPQueryFailed) as err:
         service.run_dp_action(
             granted,
             PROJECT,
@@ -128,5 +131,6 @@ def test_a_failure_before_any_result_releases_the_reservation(
             workspace,
             {"query": "SELECT COUNT(*) FROM contributions", "epsilon": 2.0},
         )
-    assert remaining(granted, PROJECT, "contributions") == 5.0
-    assert [s["status"] for s in spends(granted, PROJECT)] == ["released"]
+    assert err.value.message == DP_FAILED and "12345" not in str(err.value)
+    assert remaining(granted, PROJECT, "contributions") == 3.0  # never free
+    assert [s["status"] for s in spends(granted, PROJECT)] == ["spent"]

@@ -29,7 +29,7 @@ def _reasons(report) -> dict[str, str]:
     return {r.path: r.reason for r in report.refused}
 
 
-def test_accepts_the_five_types_and_counts_rows(out: Path, tmp_path: Path) -> None:
+def test_accepts_the_six_types_and_counts_rows(out: Path, tmp_path: Path) -> None:
     (out / "t.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
     duckdb.sql(
         "COPY (SELECT range AS x, 'v' AS y FROM range(42)) TO "
@@ -38,9 +38,10 @@ def test_accepts_the_five_types_and_counts_rows(out: Path, tmp_path: Path) -> No
     (out / "m.json").write_text(json.dumps({"k": [1, 2]}))
     (out / "n.txt").write_text("héllo\n")
     (out / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    (out / "c.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
     dest = tmp_path / "dest"
     report = collect_outputs(
-        out, ["t.csv", "t.parquet", "m.json", "n.txt", "c.png"], 10, 10 * 1024**2, dest
+        out, ["t.csv", "t.parquet", "m.json", "n.txt", "c.png", "c.svg"], 10, 10 * 1024**2, dest
     )
     assert report.ok and not report.undeclared
     got = {f.path: (f.kind, f.rows, f.columns) for f in report.accepted}
@@ -50,6 +51,7 @@ def test_accepts_the_five_types_and_counts_rows(out: Path, tmp_path: Path) -> No
         "m.json": ("json", None, None),
         "n.txt": ("txt", None, None),
         "c.png": ("png", None, None),
+        "c.svg": ("svg", None, None),
     }
     for f in report.accepted:
         data = (dest / f.path).read_bytes()
@@ -91,9 +93,10 @@ def test_content_must_match_the_extension(out: Path, tmp_path: Path) -> None:
     (out / "bad.json").write_text("{not json")
     (out / "bad.csv").write_bytes(b"a,b\n\xff\xfe,1\n")
     (out / "nul.txt").write_bytes(b"a\0b")
+    (out / "bad.svg").write_bytes(b"<svg>\xff</svg>")
     (out / "run.sh").write_text("echo hi")
     (out / "x.exe").write_bytes(b"MZ")
-    declared = ["bad.parquet", "bad.png", "bad.json", "bad.csv", "nul.txt", "run.sh"]
+    declared = ["bad.parquet", "bad.png", "bad.json", "bad.csv", "nul.txt", "bad.svg", "run.sh"]
     report = collect_outputs(out, declared, 10, 1024**2, tmp_path / "dest")
     reasons = _reasons(report)
     assert "Parquet" in reasons["bad.parquet"]
@@ -101,6 +104,7 @@ def test_content_must_match_the_extension(out: Path, tmp_path: Path) -> None:
     assert "JSON" in reasons["bad.json"]
     assert "UTF-8" in reasons["bad.csv"]
     assert "NUL" in reasons["nul.txt"]
+    assert "UTF-8" in reasons["bad.svg"]
     assert "type not allowed" in reasons["run.sh"]
     assert [u.path for u in report.undeclared] == ["x.exe"]
     assert not report.accepted and not any((tmp_path / "dest").iterdir())
