@@ -11,7 +11,7 @@ import click
 
 from api.output import emit, fail, json_option, progress_bar
 from shuyu.errors import PermissionDenied, PlatformError, ShuyuError
-from shuyu.permissions import User, can_read_job_details
+from shuyu.permissions import CONSOLE_ROLES, Role, User
 from shuyu.platform import Platform, init_home, open_platform
 from shuyu.settings import Settings
 from shuyu.users import lookup
@@ -40,32 +40,63 @@ class ShuyuGroup(click.Group):
 
 
 def platform_from(ctx: click.Context) -> Platform:
-    settings: Settings = ctx.find_root().obj["settings"]
-    return open_platform(settings)
+    """The platform as this shell acts on it: the host console, recording the OS user.
 
-
-def acting_user(ctx: click.Context, platform: Platform) -> User | None:
-    """Who reads or submits jobs, checks and the ledger from this shell.
-
-    With `SHUYU_USER` set, the CLI acts as that registered user: its role decides what it may
-    do and see, exactly as over HTTP (an analyst reads the fixed vocabulary of production
-    jobs). Without it, this is the host console (None): whoever can log in to the host can read
-    the store anyway, so the console keeps the full view.
+    `SHUYU_USER` may name an operator or steward (the console acts with their name and the OS
+    user beside it) or an auditor (the auditor's permissions, no more); an analyst's or a
+    reviewer's identity is refused: they work through the API and the web pages, where they
+    sign in. A name that is not registered is only a label (a worker's name) on the console.
     """
-    if not ctx.find_root().obj["as_user"]:
-        return None
-    user = lookup(platform, platform.actor)
-    if user.role is None:
+    settings: Settings = ctx.find_root().obj["settings"]
+    platform = open_platform(settings)
+    name = ctx.find_root().obj["as_user"]
+    os_user = _os_user()
+    if not name:
+        return platform.acting_as(User.host_console(os_user))
+    user = lookup(platform, name)
+    label = f"{name} (os:{os_user})"
+    if user.role in CONSOLE_ROLES:
+        return platform.acting_as(User(label, user.role, console=True))
+    if user.role == Role.AUDITOR:
+        return platform.acting_as(User(label, user.role))
+    if user.role is not None or _registered(platform, name):
         raise PermissionDenied(
-            f"SHUYU_USER={platform.actor} is not a registered user",
+            f"the host console does not act as {name} ({user.role or 'disabled'}): it is for "
+            "operators and stewards",
             field="SHUYU_USER",
-            fix="`shuyu user add NAME --role ROLE` first, or unset SHUYU_USER for the host console",
+            fix="analysts and reviewers sign in to the API (a token) or the web pages; "
+            "unset SHUYU_USER for the console",
         )
-    return user
+    return platform.acting_as(User(label, Role.OPERATOR.value, console=True))
+
+
+def _registered(platform: Platform, name: str) -> bool:
+    from sqlalchemy import select
+
+    from shuyu.schema import users
+
+    with platform.store.read() as conn:
+        return conn.execute(select(users.c.name).where(users.c.name == name)).first() is not None
+
+
+def _os_user() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid-{os.getuid()}"
+
+
+def acting_user(ctx: click.Context, platform: Platform) -> User:
+    """Who acts from this shell (the services check it; this is for the views)."""
+    return platform.user
 
 
 def sees_everything(user: User | None) -> bool:
-    return user is None or can_read_job_details(user)
+    from jobs.service import sees_full
+
+    return user is None or sees_full(user)
 
 
 @click.group(cls=ShuyuGroup)
@@ -79,7 +110,7 @@ def main(ctx: click.Context, home: Path | None) -> None:
     """数域 shuyu: analysis over a city's public data that stays usable but invisible."""
     ctx.ensure_object(dict)
     ctx.obj["settings"] = Settings.from_env(home=home)
-    ctx.obj["as_user"] = bool(os.environ.get("SHUYU_USER"))
+    ctx.obj["as_user"] = os.environ.get("SHUYU_USER", "")
 
 
 @main.command()
@@ -131,10 +162,16 @@ def demo_data(out: Path, scale: int, seed: int, as_json: bool) -> None:
     )
 
 
-from api import cli_checks, cli_data, cli_jobs, cli_privacy  # noqa: E402  (each registers its commands)
+from api import (  # noqa: E402  (each registers its commands)
+    cli_checks,
+    cli_data,
+    cli_identity,
+    cli_jobs,
+    cli_privacy,
+)
 
 cli_data.register(main)
-cli_data.register_users(main)
+cli_identity.register(main)
 cli_jobs.register(main)
 cli_jobs.register_serve(main)
 cli_checks.register(main)

@@ -8,7 +8,6 @@ import click
 
 from api.output import console, emit, emit_json, json_option
 from shuyu.errors import ValidationError
-from shuyu.permissions import check_can_read_checks
 
 
 def _columns(value: str | None) -> list[str]:
@@ -72,7 +71,7 @@ def summarise(report: dict) -> None:
 
 
 def register(main: click.Group) -> None:
-    from api.cli import acting_user, platform_from
+    from api.cli import platform_from
 
     @main.command()
     @click.argument("file", type=click.Path(path_type=Path))
@@ -205,9 +204,6 @@ def register(main: click.Group) -> None:
         from egress_review.service import job_checks
 
         platform = platform_from(ctx)
-        user = acting_user(ctx, platform)
-        if user is not None:
-            check_can_read_checks(user)
         reports = job_checks(platform, job_id)
         if as_json:
             emit_json(reports)

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from api.output import emit, json_option, progress_bar
-from shuyu.permissions import check_can_read_ledger
 from shuyu.platform import Platform
 
 
@@ -199,38 +198,6 @@ def register(main: click.Group) -> None:
 
 
 def _ledger_reader(ctx: click.Context) -> Platform:
-    from api.cli import acting_user, platform_from
-
-    platform = platform_from(ctx)
-    user = acting_user(ctx, platform)
-    if user is not None:
-        check_can_read_ledger(user)
-    return platform
-
-
-def register_users(main: click.Group) -> None:
     from api.cli import platform_from
 
-    @main.group()
-    def user() -> None:
-        """Register people and their role (steward, analyst, reviewer, auditor, operator)."""
-
-    @user.command("add")
-    @click.argument("name")
-    @click.option("--role", required=True, help="steward | analyst | reviewer | auditor | operator")
-    @json_option
-    @click.pass_context
-    def user_add(ctx: click.Context, name: str, role: str, as_json: bool) -> None:
-        """Give NAME a role (the identity NAME is what the API's proxy sends as X-Shuyu-User)."""
-        from shuyu.users import set_role
-
-        emit(set_role(platform_from(ctx), name, role), as_json)
-
-    @user.command("list")
-    @json_option
-    @click.pass_context
-    def user_list(ctx: click.Context, as_json: bool) -> None:
-        """List registered users and roles."""
-        from shuyu.users import list_users
-
-        emit(list_users(platform_from(ctx)), as_json, ["name", "role", "created_by"])
+    return platform_from(ctx)

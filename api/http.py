@@ -1,9 +1,9 @@
 """The HTTP API: the same services as the CLI, as JSON. Run with `shuyu serve`.
 
-The caller's identity comes from the `X-Shuyu-User` header set by the deployment's
-authenticating proxy; it is recorded in the ledger as the actor, and its registered role
-(`shuyu user add`) decides what it may do and see. An unregistered name may do nothing.
-One platform (one store engine, one pool) per server process; a request carries only its user.
+Every request is authenticated (`api.session`: a bearer token, a signed session cookie, or
+the single-sign-on proxy's header where the deployment turns it on) and carries only its
+user: the services check what that user may do and see, record every denial, and answer
+another tenant's objects as not found. One platform (one store engine, one pool) per process.
 """
 
 from __future__ import annotations
@@ -12,26 +12,17 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api.guard import PathScrubber, RequestGuard, error_body
-from shuyu.errors import PermissionDenied, PlatformError, ShuyuError
-from shuyu.permissions import (
-    User,
-    can_read_job_details,
-    check_can_read_catalog,
-    check_can_read_checks,
-    check_can_read_job_details,
-    check_can_read_jobs,
-    check_can_read_ledger,
-    check_can_submit_jobs,
-)
+from api.session import Sessions, authenticate
+from shuyu.errors import PlatformError, ShuyuError
+from shuyu.permissions import User
 from shuyu.platform import Platform, open_platform
 from shuyu.settings import Settings
 from shuyu.store import safe_url
-from shuyu.users import lookup
 
 LOG = logging.getLogger("shuyu.http")
 
@@ -45,7 +36,9 @@ class Caller:
 
     @property
     def full(self) -> bool:
-        return can_read_job_details(self.user)
+        from jobs.service import sees_full
+
+        return sees_full(self.user)
 
 
 class JobSubmission(BaseModel):
@@ -67,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_kb * 1024)
     app.router.on_shutdown.append(base.store.dispose)
+    sessions = Sessions(base)
 
     @app.exception_handler(ShuyuError)
     async def _shuyu_error(_: Request, exc: ShuyuError) -> JSONResponse:
@@ -88,13 +82,25 @@ def create_app(settings: Settings) -> FastAPI:
             content=error_body("internal", "the server failed; operators have the details"),
         )
 
-    def caller(x_shuyu_user: str | None = Header(default=None)) -> Caller:
-        if not x_shuyu_user:
-            raise PermissionDenied(
-                "no identity on the request", fix="send X-Shuyu-User (set by the proxy)"
-            )
-        platform = base.acting_as(x_shuyu_user)
-        return Caller(platform, lookup(platform, x_shuyu_user))
+    def caller(request: Request) -> Caller:
+        user = authenticate(base, sessions, request)
+        return Caller(base.acting_as(user), user)
+
+    from api import pages
+
+    pages.register(app, base, sessions)
+
+    @app.get("/api/me")
+    def me(c: Caller = Depends(caller)) -> dict[str, Any]:
+        from shuyu.users import whoami
+
+        return whoami(c.platform)
+
+    @app.get("/api/projects")
+    def projects(c: Caller = Depends(caller)) -> list[dict[str, Any]]:
+        from shuyu.tenancy import list_projects
+
+        return list_projects(c.platform)
 
     @app.get("/api/health")
     def health() -> dict[str, str]:
@@ -104,21 +110,18 @@ def create_app(settings: Settings) -> FastAPI:
     def datasets(c: Caller = Depends(caller)) -> list[dict[str, Any]]:
         from catalog.service import list_datasets
 
-        check_can_read_catalog(c.user)
         return [v.summary() for v in list_datasets(c.platform)]
 
     @app.get("/api/datasets/{name}")
     def dataset(name: str, c: Caller = Depends(caller)) -> dict[str, Any]:
         from catalog.service import show
 
-        check_can_read_catalog(c.user)
         return show(c.platform, name)
 
     @app.get("/api/grants")
     def grants(project: str | None = None, c: Caller = Depends(caller)) -> list[dict[str, Any]]:
         from policies.service import list_grants
 
-        check_can_read_catalog(c.user)
         return list_grants(c.platform, project)
 
     @app.get("/api/jobs")
@@ -127,7 +130,6 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> list[dict[str, Any]]:
         from jobs.service import JobView, list_jobs
 
-        check_can_read_jobs(c.user)
         return [
             JobView(j, [], []).to_dict(full=c.full) for j in list_jobs(c.platform, project, state)
         ]
@@ -136,7 +138,6 @@ def create_app(settings: Settings) -> FastAPI:
     def submit(body: JobSubmission, c: Caller = Depends(caller)) -> dict[str, Any]:
         from jobs.service import JobView, submit_files
 
-        check_can_submit_jobs(c.user)
         job = submit_files(c.platform, body.spec_yaml, body.files)
         return JobView(job, [], []).to_dict(full=c.full)
 
@@ -145,7 +146,6 @@ def create_app(settings: Settings) -> FastAPI:
         """Failed production runs per project (probing shows up here): reviewers and auditors."""
         from jobs.service import failures as failures_of
 
-        check_can_read_job_details(c.user)
         return failures_of(c.platform, project)
 
     @app.get("/api/projects/{project}/budget")
@@ -153,14 +153,12 @@ def create_app(settings: Settings) -> FastAPI:
         """The project's DP accounts: ε and δ used of their caps, and the guarantee in words."""
         from privacy.budget_view import budget_view
 
-        check_can_read_jobs(c.user)
         return [v.to_dict() for v in budget_view(c.platform, project)]
 
     @app.get("/api/jobs/{job_id}")
     def job(job_id: str, c: Caller = Depends(caller)) -> dict[str, Any]:
         from jobs.service import view
 
-        check_can_read_jobs(c.user)
         return view(c.platform, job_id).to_dict(detail=True, full=c.full)
 
     @app.post("/api/jobs/{job_id}/cancel")
@@ -168,14 +166,12 @@ def create_app(settings: Settings) -> FastAPI:
         from jobs.service import JobView
         from jobs.service import cancel as cancel_job
 
-        check_can_submit_jobs(c.user)
         return JobView(cancel_job(c.platform, job_id), [], []).to_dict(full=c.full)
 
     @app.get("/api/jobs/{job_id}/checks")
     def job_checks(job_id: str, c: Caller = Depends(caller)) -> list[dict[str, Any]]:
         from egress_review.service import job_checks as checks_of
 
-        check_can_read_checks(c.user)
         return checks_of(c.platform, job_id)
 
     @app.get("/api/ledger")
@@ -187,14 +183,17 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> list[dict[str, Any]]:
         from lineage.service import list_entries
 
-        check_can_read_ledger(c.user)
         return list_entries(c.platform, subject, action, limit)
 
     @app.get("/api/ledger/verify")
     def verify(c: Caller = Depends(caller)) -> dict[str, Any]:
         from lineage.service import verify_ledger
 
-        check_can_read_ledger(c.user)
         return verify_ledger(c.platform)
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """For `uvicorn --factory api.http:app_from_env --workers N`: settings from the environment."""
+    return create_app(Settings.from_env())

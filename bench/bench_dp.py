@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import yaml
-from common import ROOT, demo_data
+from common import ROOT, demo_data, ensure_tenant
 
 QUERY_A = "SELECT district, COUNT(*) AS n, SUM(wage_base) AS s, AVG(wage_base) AS m FROM contributions GROUP BY district"
 QUERY_B = "SELECT district, MEDIAN(wage_base) AS med FROM contributions GROUP BY district"
@@ -95,6 +95,7 @@ def main() -> None:
                 "resident_id": "pseudonymise", "enterprise_code": "pseudonymise", "district": "keep",
                 "month": "keep", "wage_base": "keep", "pension_paid": "keep"}}},
         }))  # fmt: skip
+        ensure_tenant(platform, grant)
         add_grant(platform, grant)
         ws = build_workspace(platform, "bench").path
 

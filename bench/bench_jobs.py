@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, demo_data
+from common import ROOT, demo_data, ensure_tenant
 
 TRIVIAL = 'import os\nopen(os.path.join(os.environ["SHUYU_OUTPUT"], "result.csv"), "w").write("n\\n1\\n")\n'
 
@@ -40,6 +40,7 @@ def main() -> None:
         platform, _ = init_home(Settings.from_env({}, home=tmp_path / "home", actor="bench"))
         for name in ("residents", "enterprises", "contributions"):
             register(platform, data / f"{name}.yaml")
+        ensure_tenant(platform, ROOT / "examples" / "grant-employment.yaml")
         add_grant(platform, ROOT / "examples" / "grant-employment.yaml")
         build_workspace(platform, "employment-insights")
         spec = tmp_path / "job" / "job.yaml"

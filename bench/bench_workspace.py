@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 import yaml
-from common import demo_data, median_seconds
+from common import demo_data, ensure_tenant, median_seconds
 
 QUERY = "SELECT district, count(*), avg(wage_base) FROM {table} GROUP BY ALL"
 
@@ -59,6 +59,7 @@ def main() -> None:
                 }
             )
         )
+        ensure_tenant(platform, grant)
         add_grant(platform, grant)
         started = time.perf_counter()
         ws = build_workspace(platform, "bench")

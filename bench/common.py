@@ -34,3 +34,14 @@ def median_seconds(fn: Callable[[], object], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def ensure_tenant(platform, grant_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Grants name a registered tenant: register the one this grant names."""
+    import yaml
+
+    from shuyu.tenancy import add_tenant, list_tenants
+
+    tenant = yaml.safe_load(Path(grant_path).read_text(encoding="utf-8"))["tenant"]
+    if tenant not in {t["name"] for t in list_tenants(platform)}:
+        add_tenant(platform, tenant)

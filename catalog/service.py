@@ -232,6 +232,7 @@ def get_version(conn: Connection, name: str, version: int | None = None) -> Data
 
 def list_datasets(platform: Platform) -> list[DatasetVersion]:
     """The latest version of every dataset."""
+    _check_reader(platform)
     latest = (
         select(dataset_versions.c.dataset, func.max(dataset_versions.c.version).label("v"))
         .group_by(dataset_versions.c.dataset)
@@ -250,7 +251,16 @@ def list_datasets(platform: Platform) -> list[DatasetVersion]:
         return [_row_to_version(row) for row in conn.execute(query)]
 
 
+def _check_reader(platform: Platform) -> None:
+    from shuyu.access import enforced
+    from shuyu.permissions import check_can_read_catalog
+
+    with enforced(platform, "catalog.read", "catalog"):
+        check_can_read_catalog(platform.user)
+
+
 def show(platform: Platform, name: str) -> dict[str, Any]:
+    _check_reader(platform)
     with platform.store.read() as conn:
         latest = get_version(conn, name)
         rows = conn.execute(

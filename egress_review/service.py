@@ -376,7 +376,20 @@ def acro_results(check: OutputCheck) -> dict[str, Any]:
 
 
 def job_checks(platform: Platform, job_id: str) -> list[dict[str, Any]]:
-    """Stored check reports of a job, for reviewers and auditors."""
+    """Stored check reports of a job, for reviewers and auditors of the job's project."""
+    from shuyu.access import enforced
+    from shuyu.errors import NotFound
+    from shuyu.permissions import check_can_read_job_checks
+    from shuyu.schema import jobs
+
+    with platform.store.read() as conn:  # the job's row only: egress_review does not import jobs
+        job = conn.execute(
+            select(jobs.c.project, jobs.c.submitted_by, jobs.c.tenant).where(jobs.c.id == job_id)
+        ).first()
+    if job is None:
+        raise NotFound(f"no job {job_id}", fix="see `shuyu job list`")
+    with enforced(platform, "checks.read", f"job:{job_id}"):
+        check_can_read_job_checks(platform.user, job, job_id)
     with platform.store.read() as conn:
         rows = conn.execute(
             select(output_checks.c.report)

@@ -35,6 +35,7 @@ class Job:
     worker: str | None
     heartbeat_at: datetime | None
     cancel_requested: bool
+    tenant: str | None = None  # the project's tenant at submission (tenant isolation, review)
 
 
 def load(conn: Connection, job_id: str, lock: bool = False) -> Job:

@@ -25,8 +25,19 @@ from jobs.states import TERMINAL, JobState
 from jobs.views import JobView
 from lineage import ledger
 from policies.service import active_policy
+from shuyu.access import enforced
 from shuyu.canonical import sha256_file, utcnow
-from shuyu.errors import Conflict, PolicyRefused, ShuyuError, ValidationError
+from shuyu.errors import Conflict, NotFound, PolicyRefused, ShuyuError, ValidationError
+from shuyu.permissions import (
+    PLATFORM_ROLES,
+    User,
+    can_read_job_details,
+    check_can_cancel_job,
+    check_can_read_job,
+    check_can_read_job_details,
+    check_can_read_jobs,
+    check_can_submit_job,
+)
 from shuyu.platform import Platform
 from shuyu.schema import job_events, jobs
 
@@ -35,8 +46,12 @@ WAIT_STATES = TERMINAL
 
 def create_job(platform: Platform, spec_path: Path, dev: bool) -> Job:
     """Validate the spec against the project's grant, copy and hash its code, record the job
-    as queued. A production run over the submitter's daily limit is refused (and recorded)."""
+    as queued. A production run over the submitter's daily limit is refused (and recorded).
+    The acting user must be an analyst with a signed confidentiality agreement and a member of
+    the spec's project (another tenant's project does not exist for them)."""
     loaded = load_spec(spec_path)
+    with enforced(platform, "job.submit", f"project:{loaded.spec.project}"):
+        check_can_submit_job(platform.user, loaded.spec.project)
     try:
         return _create_job(platform, loaded, spec_path, dev)
     except OverQuota as over:
@@ -92,6 +107,7 @@ def _create_job(platform: Platform, loaded: LoadedSpec, spec_path: Path, dev: bo
                     backend=platform.settings.backend,
                     grant_id=grant_id,
                     submitted_by=platform.actor,
+                    tenant=policy.tenant,
                     submitted_at=now,
                     updated_at=now,
                     cancel_requested=0,
@@ -174,17 +190,55 @@ def _without_folder(exc: ShuyuError, folder: Path) -> ShuyuError:
     return exc
 
 
-def view(platform: Platform, job_id: str) -> JobView:
+def sees_full(user: User) -> bool:
+    """Whether this reader gets the full detail of production jobs (else the fixed vocabulary)."""
+    return user.console or can_read_job_details(user)
+
+
+def readable_job(platform: Platform, job_id: str) -> Job:
+    """The job if the acting user may read it; another project's job is *not found*, in the
+    same words as a job that does not exist (the denial is still recorded)."""
     with platform.store.read() as conn:
-        return JobView(
-            records.load(conn, job_id), records.events(conn, job_id), records.outputs(conn, job_id)
-        )
+        try:
+            job: Job | None = records.load(conn, job_id)
+        except NotFound:
+            job = None
+    return _check_readable(platform, job_id, job)
+
+
+def _check_readable(platform: Platform, job_id: str, job: Job | None) -> Job:
+    """Checked after the read connection is closed: a denial writes its own ledger entry."""
+    with enforced(platform, "job.read", f"job:{job_id}"):
+        check_can_read_jobs(platform.user)
+    if job is None:
+        raise NotFound(f"no job {job_id}", fix="see `shuyu job list`")
+    with enforced(platform, "job.read", f"job:{job_id}"):
+        check_can_read_job(platform.user, job, job_id)
+    return job
+
+
+def view(platform: Platform, job_id: str) -> JobView:
+    """One read for the job and its history; nothing of it is returned unless the check passes."""
+    with platform.store.read() as conn:
+        try:
+            found: Job | None = records.load(conn, job_id)
+        except NotFound:
+            found = None
+        events = records.events(conn, job_id) if found else []
+        outputs = records.outputs(conn, job_id) if found else []
+    return JobView(_check_readable(platform, job_id, found), events, outputs)
 
 
 def list_jobs(
     platform: Platform, project: str | None = None, state: str | None = None
 ) -> list[Job]:
+    """Newest first; an analyst sees only the jobs of the projects they are a member of."""
+    user = platform.user
+    with enforced(platform, "job.list", f"project:{project}" if project else "jobs"):
+        check_can_read_jobs(user)
     query = select(jobs.c.id).order_by(jobs.c.submitted_at.desc())
+    if not user.console and user.role not in PLATFORM_ROLES:
+        query = query.where(jobs.c.project.in_(sorted(user.projects)))
     if project:
         query = query.where(jobs.c.project == project)
     if state:
@@ -195,6 +249,9 @@ def list_jobs(
 
 def cancel(platform: Platform, job_id: str, reason: str = "cancelled by the analyst") -> Job:
     """Queued jobs are cancelled at once; running ones are stopped by their worker within seconds."""
+    job = readable_job(platform, job_id)
+    with enforced(platform, "job.cancel", f"job:{job_id}"):
+        check_can_cancel_job(platform.user, job, job_id)
     with platform.store.transaction() as conn:
         job = records.load(conn, job_id, lock=True)
         if job.state in WAIT_STATES | {JobState.CHECKS_PENDING}:
@@ -211,6 +268,7 @@ def cancel(platform: Platform, job_id: str, reason: str = "cancelled by the anal
 
 
 def wait(platform: Platform, job_id: str, timeout: float = 600, poll: float = 0.2) -> Job:
+    readable_job(platform, job_id)
     deadline = time.monotonic() + timeout
     while True:
         with platform.store.read() as conn:
@@ -227,6 +285,8 @@ def wait(platform: Platform, job_id: str, timeout: float = 600, poll: float = 0.
 
 def failures(platform: Platform, project: str | None = None) -> list[dict[str, Any]]:
     """Failed production runs per project, for reviewers: probing shows up here."""
+    with enforced(platform, "job.failures", f"project:{project}" if project else "jobs"):
+        check_can_read_job_details(platform.user)
     with platform.store.read() as conn:
         return failure_counts(conn, project)
 

@@ -6,6 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from lineage import ledger
+from shuyu.access import enforced
+from shuyu.permissions import check_can_read_ledger
 from shuyu.platform import Platform
 
 
@@ -15,6 +17,8 @@ def list_entries(
     action: str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
+    with enforced(platform, "ledger.read", subject or "ledger"):
+        check_can_read_ledger(platform.user)
     with platform.store.read() as conn:
         return [
             {**asdict(e), "at": e.at.isoformat()}
@@ -23,5 +27,7 @@ def list_entries(
 
 
 def verify_ledger(platform: Platform) -> dict[str, Any]:
+    with enforced(platform, "ledger.verify", "ledger"):
+        check_can_read_ledger(platform.user)
     with platform.store.read() as conn:
         return asdict(ledger.verify(conn))

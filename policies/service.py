@@ -15,9 +15,15 @@ from shuyu.canonical import as_utc, utcnow
 from shuyu.errors import Conflict, NotFound, PolicyRefused, ValidationError
 from shuyu.platform import Platform
 from shuyu.schema import grants
+from shuyu.tenancy import ensure_project
 
 
 def add_grant(platform: Platform, path: Path) -> Policy:
+    from shuyu.access import enforced
+    from shuyu.permissions import check_can_steward_data
+
+    with enforced(platform, "grant.add", "grants"):
+        check_can_steward_data(platform.user)
     doc = load_grant(path)
     with platform.store.transaction() as conn:
 
@@ -28,6 +34,7 @@ def add_grant(platform: Platform, path: Path) -> Policy:
                 raise ValidationError(exc.message, file=file, field=field, fix=exc.fix) from None
 
         policy = resolve(doc, path, lookup, date.today(), platform.settings.grant_years)
+        ensure_project(conn, platform.actor, policy.project, policy.tenant, {"file": str(path)})
         if conn.execute(select(grants.c.id).where(grants.c.id == policy.id)).first():
             raise Conflict(
                 f"grant {policy.id} already exists",
@@ -102,11 +109,21 @@ def revoke_grant(platform: Platform, grant_id: str, reason: str) -> dict[str, An
 
 
 def list_grants(platform: Platform, project: str | None = None) -> list[dict[str, Any]]:
+    """Every grant for platform staff; an analyst sees only the grants of their projects."""
+    from shuyu.access import enforced
+    from shuyu.permissions import check_can_read_catalog, check_can_read_project, in_project
+
+    with enforced(platform, "grant.list", f"project:{project}" if project else "grants"):
+        check_can_read_catalog(platform.user)
+        if project:
+            check_can_read_project(platform.user, project)
     query = select(grants).order_by(grants.c.created_at)
     if project:
         query = query.where(grants.c.project == project)
     with platform.store.read() as conn:
-        return [_summary(row) for row in conn.execute(query)]
+        return [
+            _summary(row) for row in conn.execute(query) if in_project(platform.user, row.project)
+        ]
 
 
 def active_policy(conn: Connection, project: str, at: datetime | None = None) -> tuple[str, Policy]:

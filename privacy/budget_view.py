@@ -54,7 +54,14 @@ def zcdp_epsilon(epsilons: list[float], delta: float) -> float | None:
 
 
 def budget_view(platform: Platform, project: str) -> list[AccountView]:
-    """Every budget account of the project (and every person-level one the grant makes)."""
+    """Every budget account of the project (and every person-level one the grant makes), for
+    platform staff and the project's members (another project is not found)."""
+    from shuyu.access import enforced
+    from shuyu.permissions import check_can_read_jobs, check_can_read_project
+
+    with enforced(platform, "budget.read", f"project:{project}"):
+        check_can_read_jobs(platform.user)
+        check_can_read_project(platform.user, project)
     try:
         mapping = dataset_accounts(platform, project)
         caps = grant_caps(platform, project)

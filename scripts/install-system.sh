@@ -3,7 +3,7 @@
 # debootstrap (builds the job runtime without a registry), postgresql (store tests),
 # python3-venv. Idempotent: installs only what is missing.
 set -euo pipefail
-PACKAGES=(bubblewrap docker.io debootstrap postgresql python3-venv ca-certificates util-linux iproute2 procps)
+PACKAGES=(bubblewrap docker.io debootstrap postgresql python3-venv ca-certificates util-linux iproute2 procps chromium fonts-wqy-microhei)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

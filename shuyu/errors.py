@@ -73,3 +73,10 @@ class PlatformError(ShuyuError):
 
     code = "platform"
     http_status = 503
+
+
+class Unauthenticated(ShuyuError):
+    """No acceptable credentials: wrong password, locked, expired or revoked token, bad cookie."""
+
+    code = "unauthenticated"
+    http_status = 401

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shuyu.errors import PlatformError
+from shuyu.permissions import User
 from shuyu.settings import Settings
 from shuyu.store import Store
 
@@ -44,13 +45,23 @@ PRIVATE_FILES = {
 
 @dataclass
 class Platform:
+    """The platform as one acting user sees it. Services read `platform.user` and check it
+    themselves; without an explicit user this is the host console (the OS user, operator)."""
+
     settings: Settings
     store: Store = field(repr=False)
+    acting: User | None = None
 
-    def acting_as(self, name: str) -> Platform:
-        """The same platform (and store engine) with another actor: what a server carries per
-        request, so a request never opens a store of its own."""
-        return Platform(dataclasses.replace(self.settings, actor=name), self.store)
+    def acting_as(self, user: User | str) -> Platform:
+        """The same platform (and store engine) with another acting user: what a server carries
+        per request, so a request never opens a store of its own."""
+        if isinstance(user, str):
+            user = User(user, None)
+        return Platform(dataclasses.replace(self.settings, actor=user.name), self.store, user)
+
+    @property
+    def user(self) -> User:
+        return self.acting or User.host_console(self.actor)
 
     @property
     def home(self) -> Path:

@@ -124,6 +124,7 @@ jobs = Table(
     Column("worker", String(128)),
     Column("heartbeat_at", DateTime(timezone=True)),
     Column("cancel_requested", Integer, nullable=False, default=0),
+    Column("tenant", String(128), index=True),  # the project's tenant when it was submitted
 )
 
 job_events = Table(
@@ -196,7 +197,28 @@ dp_budget_spends = Table(
     Index("ix_dp_budget_spends_account", "project", "dataset", "status"),
 )
 
-# People and their role on the platform (deny by default: an unknown name may do nothing).
+# Tenants (operator companies) own projects; a grant names both, and analysts act only within
+# the projects they are members of.
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("tenant", String(128), ForeignKey("tenants.name"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+
+# People, their role and where they belong (deny by default: an unknown name may do nothing).
+# `tenant` is NULL for the platform's own staff (stewards, reviewers, auditors, operators).
 users = Table(
     "users",
     metadata,
@@ -204,4 +226,39 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(128), nullable=False),
+    Column("display_name", Text),
+    Column("organisation", Text),
+    Column("tenant", String(128), ForeignKey("tenants.name")),
+    # Real-name record (实名): the resident ID only as a keyed HMAC, never in clear.
+    Column("realname_hmac", String(64)),
+    Column("realname_verified_at", DateTime(timezone=True)),
+    Column("nda_signed_on", DateTime(timezone=True)),  # 保密协议
+    Column("password_hash", Text),
+    Column("failed_logins", Integer, nullable=False, default=0, server_default="0"),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("disabled_at", DateTime(timezone=True)),
+    # Bumped on disable and password change: every session cookie minted before is dead.
+    Column("session_epoch", Integer, nullable=False, default=0, server_default="0"),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("user", String(128), ForeignKey("users.name"), primary_key=True),
+    Column("project", String(64), ForeignKey("projects.name"), primary_key=True),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    Column("added_by", String(128), nullable=False),
+)
+
+# API tokens: only the SHA-256 of the secret is kept (the secret has 256 bits; shown once).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("user", String(128), ForeignKey("users.name"), nullable=False, index=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("label", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
 )

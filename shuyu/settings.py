@@ -77,6 +77,28 @@ class Settings:
         "most bytes an output may expand to (Parquet pages, PNG pixels); more is blocked unread",
     )
 
+    trusted_proxy: bool = _setting(
+        False,
+        "SHUYU_TRUSTED_PROXY",
+        "accept X-Shuyu-User from the authenticating proxy (single sign-on); off: ignored",
+    )
+    proxy_addresses: str = _setting(
+        "127.0.0.1,::1",
+        "SHUYU_PROXY_ADDRESSES",
+        "comma-separated addresses of the trusted proxy; the header from any other is refused",
+    )
+    login_attempts: int = _setting(
+        5, "SHUYU_LOGIN_ATTEMPTS", "failed sign-ins in a row before the account is locked"
+    )
+    lockout_minutes: int = _setting(
+        15, "SHUYU_LOCKOUT_MINUTES", "how long a locked account stays locked"
+    )
+    session_hours: int = _setting(8, "SHUYU_SESSION_HOURS", "lifetime of a web session cookie")
+    token_days: int = _setting(90, "SHUYU_TOKEN_DAYS", "default lifetime of an API token")
+    cookie_secure: bool = _setting(
+        False, "SHUYU_COOKIE_SECURE", "mark the session cookie Secure (on behind HTTPS)"
+    )
+
     def __post_init__(self) -> None:
         # Paths are handed to sandboxes and stored in the metadata store: always absolute.
         object.__setattr__(self, "home", Path(self.home).absolute())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from shuyu.errors import PlatformError
@@ -28,6 +28,7 @@ class Store:
         try:
             with self.transaction() as conn:
                 metadata.create_all(conn)
+                _add_missing_columns(conn)
                 if conn.execute(select(ledger_head.c.id)).first() is None:
                     conn.execute(insert(ledger_head).values(id=1, seq=0, hash=GENESIS))
         except OperationalError as exc:
@@ -61,6 +62,25 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Stores made by an earlier version lack the columns added since (e.g. the identity
+    columns of `users`, the tenant of `jobs`): add them, nullable or with their server default.
+    Nothing is dropped or changed."""
+    inspector = inspect(conn)
+    for table in metadata.sorted_tables:
+        existing = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            default = ""
+            if column.server_default is not None:
+                default = f" DEFAULT {column.server_default.arg}"  # type: ignore[attr-defined]
+            conn.exec_driver_sql(
+                f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}{default}'
+            )
 
 
 def _make_engine(url: str) -> Engine:

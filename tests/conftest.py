@@ -54,6 +54,15 @@ def make_platform(home: Path, db_url: str = "", **overrides: object) -> Platform
     return platform
 
 
+def ensure_tenant(platform: Platform) -> None:
+    """The example grant's tenant: grants name registered tenants."""
+    from shuyu.tenancy import add_tenant, list_tenants
+    from tests.identities import TENANT
+
+    if TENANT not in {t["name"] for t in list_tenants(platform)}:
+        add_tenant(platform, TENANT)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def any_platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
     """The same test on both stores."""
@@ -91,6 +100,7 @@ def register_and_grant(platform: Platform, demo_dir: Path, grant: Path = GRANT_E
 
     for name in ("residents", "enterprises", "contributions"):
         register(platform, demo_dir / f"{name}.yaml")
+    ensure_tenant(platform)
     add_grant(platform, grant)
     return platform
 

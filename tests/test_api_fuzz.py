@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 
 from api.http import create_app
 from shuyu.platform import Platform
-from shuyu.users import set_role
+from tests.identities import enrol
+
+FUZZER: dict[str, str] = {}
 
 
 def _free_port() -> int:
@@ -26,7 +28,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_schema(granted: Platform) -> Iterator[object]:
-    set_role(granted, "fuzzer", "analyst")
+    FUZZER.update(enrol(granted, "fuzzer", "analyst"))
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -55,7 +57,7 @@ def test_no_server_errors_and_one_error_shape(live_schema) -> None:
             max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
         )
         def fuzz(case) -> None:
-            response = case.call(headers={"X-Shuyu-User": "fuzzer"})
+            response = case.call(headers=FUZZER)
             assert response.status_code < 500, f"{case.operation.label}: {response.text}"
             if (
                 response.status_code >= 400 and response.status_code != 422

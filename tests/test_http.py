@@ -21,25 +21,28 @@ from shuyu.permissions import (
     check_can_read_job_details,
 )
 from shuyu.platform import Platform
-from shuyu.users import set_role
+from tests.identities import enrol
+
+HEADERS: dict[str, dict[str, str]] = {}
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "jobs" / "employment"
 
 
 @pytest.fixture
 def api(granted: Platform) -> TestClient:
+    HEADERS.clear()
     for name, role in [
         ("li", "analyst"),
         ("wang", "reviewer"),
         ("zhao", "auditor"),
         ("chen", "steward"),
     ]:
-        set_role(granted, name, role)
+        HEADERS[name] = enrol(granted, name, role)
     return TestClient(create_app(granted.settings))
 
 
 def as_user(name: str) -> dict[str, str]:
-    return {"X-Shuyu-User": name}
+    return HEADERS.get(name, {"Authorization": "Bearer shuyu_not-a-token"})
 
 
 @pytest.mark.parametrize(
@@ -89,9 +92,9 @@ def test_read_endpoints(api: TestClient) -> None:
 
 
 def test_unknown_and_missing_identities_are_denied(api: TestClient) -> None:
-    assert api.get("/api/datasets").status_code == 403
+    assert api.get("/api/datasets").status_code == 401
     response = api.get("/api/datasets", headers=as_user("mallory"))
-    assert response.status_code == 403 and "not a registered user" in response.json()["message"]
+    assert response.status_code == 401 and "token is unknown" in response.json()["message"]
 
 
 def test_errors_have_one_shape(api: TestClient) -> None:
@@ -134,11 +137,12 @@ def test_submit_refuses_paths_that_escape(api: TestClient) -> None:
     assert response.status_code == 400 and "not a plain relative path" in response.json()["message"]
 
 
-def test_the_cli_acts_as_a_registered_user_or_as_the_host_console(
+def test_the_cli_is_the_host_console_and_refuses_analyst_and_reviewer_identities(
     granted: Platform, tmp_path: Path
 ) -> None:
-    """An analyst on the host shell reads the analyst's view; an unknown SHUYU_USER is refused;
-    without SHUYU_USER the host console reads everything."""
+    """SHUYU_USER naming an analyst or a reviewer is refused (they sign in to the API); the
+    console records the OS user and reads everything; an operator's name is recorded beside
+    the OS user."""
     import json
     import shutil
 
@@ -146,38 +150,32 @@ def test_the_cli_acts_as_a_registered_user_or_as_the_host_console(
 
     from api.cli import main as cli
     from jobs import records, service
-    from jobs.states import FAILURE_REASONS, FailureKind, JobState
+    from lineage.service import list_entries
+    from shuyu.users import lookup
 
-    set_role(granted, "li", "analyst")
+    enrol(granted, "li", "analyst")
+    enrol(granted, "wang", "reviewer")
+    enrol(granted, "ops", "operator")
     folder = tmp_path / "job"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("output"))
-    job = service.submit(granted.acting_as("li"), folder / "job.yaml")
+    job = service.submit(granted.acting_as(lookup(granted, "li")), folder / "job.yaml")
     with granted.store.transaction() as conn:
-        records.transition(conn, job.id, JobState.PREPARING, "claimed", "w")
-        records.transition(conn, job.id, JobState.RUNNING, "running action wages", "w")
-        records.transition(
-            conn,
-            job.id,
-            JobState.FAILED,
-            "action wages: the code exited with status 173",
-            "w",
-            FailureKind.NONZERO_EXIT,
-        )
+        records.transition(conn, job.id, records.JobState.CANCELLED, "stopped", "w")
     runner = CliRunner()
     home = {"SHUYU_HOME": str(granted.home)}
-    analyst = runner.invoke(
-        cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": "li"}
-    )
-    assert analyst.exit_code == 0, analyst.output
-    view = json.loads(analyst.output)
-    assert (
-        view["reason"] == FAILURE_REASONS[FailureKind.NONZERO_EXIT] and "173" not in analyst.output
-    )
-    stranger = runner.invoke(cli, ["job", "list", "--json"], env={**home, "SHUYU_USER": "mallory"})
-    assert stranger.exit_code != 0 and "not a registered user" in stranger.output
-    denied = runner.invoke(cli, ["ledger", "list"], env={**home, "SHUYU_USER": "li"})
-    assert denied.exit_code != 0 and "may not read the ledger" in denied.output
+    before = len(list_entries(granted))
+    for name in ("li", "wang"):
+        refused = runner.invoke(
+            cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": name}
+        )
+        assert refused.exit_code != 0 and "is for operators and stewards" in refused.output
+        assert job.id not in refused.output
+    assert len(list_entries(granted)) == before, "a refused console changes nothing"
     console = runner.invoke(
         cli, ["job", "status", job.id, "--json"], env={**home, "SHUYU_USER": ""}
     )
-    assert "status 173" in json.loads(console.output)["reason"], "the host console sees it all"
+    assert console.exit_code == 0 and json.loads(console.output)["reason"] == "stopped"
+    cancel = runner.invoke(cli, ["tenant", "add", "某公司"], env={**home, "SHUYU_USER": "ops"})
+    assert cancel.exit_code == 0, cancel.output
+    actor = list_entries(granted, subject="tenant:某公司")[0]["actor"]
+    assert actor.startswith("ops (os:") and actor.endswith(")")

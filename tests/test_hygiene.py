@@ -16,7 +16,9 @@ from jobs import service
 from jobs.states import JobState
 from jobs.worker import Worker
 from shuyu.platform import Platform, init_home
-from shuyu.users import set_role
+from tests.identities import enrol
+
+TOKENS: dict[str, dict[str, str]] = {}
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "jobs" / "employment"
 
@@ -106,15 +108,15 @@ def test_platform_files_are_private_and_init_repairs_old_modes(
 
 @pytest.fixture
 def api(granted: Platform) -> TestClient:
-    set_role(granted, "li", "analyst")
-    set_role(granted, "wang", "reviewer")
+    TOKENS["li"] = enrol(granted, "li", "analyst")
+    TOKENS["wang"] = enrol(granted, "wang", "reviewer")
     from dataclasses import replace
 
     return TestClient(create_app(replace(granted.settings, max_body_kb=64)))
 
 
 def test_no_error_response_carries_a_host_path(api: TestClient, granted: Platform) -> None:
-    li = {"X-Shuyu-User": "li"}
+    li = TOKENS["li"]
     spec = (EXAMPLE / "job.yaml").read_text(encoding="utf-8")
     provocations = [
         api.post("/api/jobs", json={"spec_yaml": "version: [", "files": {}}, headers=li),
@@ -144,7 +146,7 @@ def test_no_error_response_carries_a_host_path(api: TestClient, granted: Platfor
 
 def test_oversized_and_doubled_identity_requests_are_refused(api: TestClient) -> None:
     big = {"spec_yaml": "x" * (200 * 1024), "files": {}}
-    response = api.post("/api/jobs", json=big, headers={"X-Shuyu-User": "li"})
+    response = api.post("/api/jobs", json=big, headers=TOKENS["li"])
     assert response.status_code == 413 and response.json()["error"] == "too_large"
 
     def chunks():
@@ -154,14 +156,14 @@ def test_oversized_and_doubled_identity_requests_are_refused(api: TestClient) ->
     response = api.post(
         "/api/jobs",
         content=chunks(),
-        headers={"X-Shuyu-User": "li", "Content-Type": "application/json"},
+        headers={**TOKENS["li"], "Content-Type": "application/json"},
     )
     assert response.status_code == 413, "a chunked body is cut at the limit too"
 
-    doubled = [("X-Shuyu-User", "li"), ("X-Shuyu-User", "wang")]
+    doubled = [("X-Shuyu-User", "li"), ("X-Shuyu-User", "wang")]  # the proxy appended
     response = api.get("/api/jobs/failures", headers=doubled)
     assert response.status_code == 400 and "more than once" in response.json()["message"]
-    assert api.get("/api/jobs", headers={"X-Shuyu-User": "li"}).status_code == 200
+    assert api.get("/api/jobs", headers=TOKENS["li"]).status_code == 200
 
 
 def test_production_runs_per_analyst_are_capped_and_the_refusal_recorded(
@@ -175,16 +177,15 @@ def test_production_runs_per_analyst_are_capped_and_the_refusal_recorded(
 
     granted = register_and_grant(any_platform, demo_dir)
 
-    set_role(granted, "li", "analyst")
+    TOKENS["li"] = enrol(granted, "li", "analyst")
     api = TestClient(create_app(replace(granted.settings, analyst_runs_per_day=2)))
     body = {
         "spec_yaml": (EXAMPLE / "job.yaml").read_text(encoding="utf-8"),
         "files": {
-            "wages.py": (EXAMPLE / "wages.py").read_text(),
             "headcount.sql": (EXAMPLE / "headcount.sql").read_text(),
         },
     }
-    li = {"X-Shuyu-User": "li"}
+    li = TOKENS["li"]
     for _ in range(2):
         assert api.post("/api/jobs", json=body, headers=li).status_code == 201
     refused = api.post("/api/jobs", json=body, headers=li)
@@ -208,15 +209,15 @@ def test_a_store_failure_answers_without_the_store_address(
     from tests.conftest import make_platform
 
     platform = make_platform(tmp_path / "home", pg_url)
-    set_role(platform, "li", "analyst")
+    TOKENS["li"] = enrol(platform, "li", "analyst", projects=())
     api = TestClient(create_app(platform.settings))
-    assert api.get("/api/jobs", headers={"X-Shuyu-User": "li"}).status_code == 200
+    assert api.get("/api/jobs", headers=TOKENS["li"]).status_code == 200
     name = pg_url.rsplit("/", 1)[1]
     admin = sqlalchemy.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:  # the store goes away under the running server
         conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
     admin.dispose()
-    response = api.get("/api/jobs", headers={"X-Shuyu-User": "li"})
+    response = api.get("/api/jobs", headers=TOKENS["li"])
     assert response.status_code == 503, response.text
     host = pg_url.split("@", 1)[1].split("/", 1)[0]
     assert host not in response.text and name not in response.text

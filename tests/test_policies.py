@@ -13,7 +13,7 @@ from policies.service import add_grant, list_grants, revoke_grant
 from policies.transforms import Transform, sql_expression
 from shuyu.errors import Conflict, PolicyRefused, ValidationError
 from shuyu.platform import Platform
-from tests.conftest import GRANT_EXAMPLE
+from tests.conftest import GRANT_EXAMPLE, ensure_tenant
 
 BASE = yaml.safe_load(GRANT_EXAMPLE.read_text(encoding="utf-8"))
 
@@ -24,6 +24,7 @@ def registered(platform: Platform, demo_dir: Path) -> Platform:
 
     for name in ("residents", "enterprises", "contributions"):
         register(platform, demo_dir / f"{name}.yaml")
+    ensure_tenant(platform)
     return platform
 
 

@@ -212,7 +212,7 @@ def test_the_budget_view_is_readable_from_the_cli_and_the_api(granted: Platform)
 
     from api.cli import main as cli
     from api.http import create_app
-    from shuyu.users import set_role
+    from tests.identities import enrol
 
     out = CliRunner().invoke(
         cli, ["budget", PROJECT, "--json"], env={"SHUYU_HOME": str(granted.home)}
@@ -222,8 +222,8 @@ def test_the_budget_view_is_readable_from_the_cli_and_the_api(granted: Platform)
     assert account["account"] == "unit:cn_resident_id"
     assert (account["epsilon_used"], account["epsilon_cap"]) == (0, 5.0)
     assert "protected by one shared budget" in account["guarantee"]
-    set_role(granted, "li", "analyst")
+    li = enrol(granted, "li", "analyst", projects=(PROJECT,))
     client = TestClient(create_app(granted.settings))
-    answer = client.get(f"/api/projects/{PROJECT}/budget", headers={"X-Shuyu-User": "li"})
+    answer = client.get(f"/api/projects/{PROJECT}/budget", headers=li)
     assert answer.status_code == 200, answer.text
     assert answer.json() == [account]
