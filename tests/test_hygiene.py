@@ -128,7 +128,10 @@ def test_no_error_response_carries_a_host_path(api: TestClient, granted: Platfor
         ),
         api.post(
             "/api/jobs",
-            json={"spec_yaml": spec.replace("wages.py", "../../../../etc/passwd"), "files": {}},
+            json={
+                "spec_yaml": spec.replace("headcount.sql", "../../../../etc/passwd"),
+                "files": {},
+            },
             headers=li,
         ),
         api.get("/api/jobs/job-000000000000", headers=li),
