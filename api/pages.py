@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api.session import Sessions, authenticate, check_csrf, origin
+from lineage.actions import LedgerAction
 from shuyu.auth import record_refusal, sign_in
 from shuyu.errors import PermissionDenied, Unauthenticated
 from shuyu.platform import Platform
@@ -56,7 +57,7 @@ def register(app: FastAPI, base: Platform, sessions: Sessions) -> None:
         except PermissionDenied as exc:
             record_refusal(
                 base.acting_as("anonymous"),
-                "auth.refused",
+                LedgerAction.AUTH_REFUSED,
                 f"user:{name}",
                 {"why": "missing CSRF token", "from": origin(request)},
             )
@@ -92,7 +93,7 @@ def register(app: FastAPI, base: Platform, sessions: Sessions) -> None:
         except PermissionDenied:
             record_refusal(
                 base.acting_as("anonymous"),
-                "auth.refused",
+                LedgerAction.AUTH_REFUSED,
                 f"user:{session.name}" if session and session.name else "request",
                 {"why": "missing CSRF token", "from": origin(request)},
             )

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from lineage.actions import LedgerAction
 from shuyu.auth import record_refusal, session_user, token_user
 from shuyu.errors import PermissionDenied, Unauthenticated
 from shuyu.permissions import User
@@ -169,7 +170,7 @@ def authenticate(platform: Platform, sessions: Sessions, request: Request) -> Us
 def _refuse(platform: Platform, why: str, claimed: str | None, where: str) -> None:
     record_refusal(
         platform.acting_as("anonymous"),
-        "auth.refused",
+        LedgerAction.AUTH_REFUSED,
         f"user:{claimed}" if claimed else "request",
         {"why": why, "from": where},
     )

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, insert, select
 from catalog.loader import stage_snapshot
 from catalog.manifest import CLASSIFICATION_LABELS, Manifest, load_manifest, manifest_from_record
 from lineage import ledger
+from lineage.actions import LedgerAction
 from shuyu.canonical import sha256_file, sha256_json, utcnow
 from shuyu.errors import NotFound, PolicyRefused
 from shuyu.platform import Platform
@@ -166,7 +167,7 @@ def _record(
     ledger.append(
         conn,
         platform.actor,
-        "dataset.registered",
+        LedgerAction.DATASET_REGISTERED,
         f"dataset:{manifest.name}@{number}",
         {
             "sha256": sha,

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from jobs.states import FailureKind, JobState, can_transition
 from lineage import ledger
+from lineage.actions import job_transition
 from shuyu.canonical import as_utc, utcnow
 from shuyu.errors import Conflict, NotFound
 from shuyu.schema import job_events, job_outputs, jobs
@@ -83,7 +84,7 @@ def transition(
     ledger.append(
         conn,
         actor,
-        f"job.{new.value}",
+        job_transition(new),
         f"job:{job_id}",
         {"from": job.state.value, "reason": reason, "failure": failure.value if failure else None},
     )

@@ -24,6 +24,7 @@ from jobs.spec import LoadedSpec, load_spec, spec_record
 from jobs.states import TERMINAL, JobState
 from jobs.views import JobView
 from lineage import ledger
+from lineage.actions import LedgerAction
 from policies.service import active_policy
 from shuyu.access import enforced
 from shuyu.canonical import sha256_file, utcnow
@@ -59,7 +60,7 @@ def create_job(platform: Platform, spec_path: Path, dev: bool) -> Job:
             ledger.append(
                 conn,
                 platform.actor,
-                "job.refused",
+                LedgerAction.JOB_REFUSED,
                 f"project:{loaded.spec.project}",
                 {
                     "why": "daily production run limit",
@@ -125,7 +126,7 @@ def _create_job(platform: Platform, loaded: LoadedSpec, spec_path: Path, dev: bo
             ledger.append(
                 conn,
                 platform.actor,
-                "job.submitted",
+                LedgerAction.JOB_SUBMITTED,
                 f"job:{job_id}",
                 {
                     "project": loaded.spec.project,
@@ -262,7 +263,11 @@ def cancel(platform: Platform, job_id: str, reason: str = "cancelled by the anal
             return records.transition(conn, job_id, JobState.CANCELLED, reason, platform.actor)
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=1))
         ledger.append(
-            conn, platform.actor, "job.cancel_requested", f"job:{job_id}", {"reason": reason}
+            conn,
+            platform.actor,
+            LedgerAction.JOB_CANCEL_REQUESTED,
+            f"job:{job_id}",
+            {"reason": reason},
         )
         return records.load(conn, job_id)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from lineage.actions import LedgerAction
 from shuyu.canonical import as_utc, canonical_json, sha256_text, utcnow
 from shuyu.schema import ledger, ledger_head
 from shuyu.store import GENESIS
@@ -55,9 +56,11 @@ def entry_hash(
 
 
 def append(
-    conn: Connection, actor: str, action: str, subject: str, details: dict[str, Any]
+    conn: Connection, actor: str, action: LedgerAction, subject: str, details: dict[str, Any]
 ) -> LedgerEntry:
-    """Append one entry; call inside the transaction that makes the change it records."""
+    """Append one entry; call inside the transaction that makes the change it records.
+    `action` must be a `LedgerAction`: a free string is refused, so the set stays closed."""
+    action = LedgerAction(action)
     head = conn.execute(
         select(ledger_head.c.seq, ledger_head.c.hash).where(ledger_head.c.id == 1).with_for_update()
     ).one()

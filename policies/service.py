@@ -10,6 +10,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from catalog.service import DatasetVersion, get_version
 from lineage import ledger
+from lineage.actions import LedgerAction
 from policies.grant import Policy, load_grant, policy_from_record, resolve
 from shuyu.canonical import as_utc, utcnow
 from shuyu.errors import Conflict, NotFound, PolicyRefused, ValidationError
@@ -69,7 +70,7 @@ def add_grant(platform: Platform, path: Path) -> Policy:
         ledger.append(
             conn,
             platform.actor,
-            "grant.added",
+            LedgerAction.GRANT_ADDED,
             f"grant:{policy.id}",
             {
                 "project": policy.project,
@@ -103,7 +104,11 @@ def revoke_grant(platform: Platform, grant_id: str, reason: str) -> dict[str, An
             .values(status="revoked", revoked_at=now, revoked_reason=reason)
         )
         ledger.append(
-            conn, platform.actor, "grant.revoked", f"grant:{grant_id}", {"reason": reason}
+            conn,
+            platform.actor,
+            LedgerAction.GRANT_REVOKED,
+            f"grant:{grant_id}",
+            {"reason": reason},
         )
     return {"id": grant_id, "status": "revoked", "revoked_at": now.isoformat(), "reason": reason}
 

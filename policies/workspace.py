@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog.service import DatasetVersion, get_version
 from lineage import ledger
+from lineage.actions import LedgerAction
 from policies.grant import Policy
 from policies.service import active_policy
 from policies.synthetic import hash_text, write_synthetic_source
@@ -117,7 +118,7 @@ def build_workspace(
                 ledger.append(
                     conn,
                     platform.actor,
-                    "workspace.built",
+                    LedgerAction.WORKSPACE_BUILT,
                     f"workspace:{workspace_id}",
                     {
                         "project": project,

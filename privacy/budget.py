@@ -43,6 +43,7 @@ from sqlalchemy import (
 )
 
 from lineage import ledger
+from lineage.actions import LedgerAction
 from privacy.accounts import resolve_account
 from shuyu.canonical import utcnow
 from shuyu.errors import Conflict, NotFound, PolicyRefused, ValidationError
@@ -203,7 +204,7 @@ def reserve(
             ledger.append(
                 conn,
                 who,
-                "dp.budget.reserved",
+                LedgerAction.DP_BUDGET_RESERVED,
                 f"dp-budget:{project}",
                 {
                     "reservation": reservation_id,
@@ -221,7 +222,9 @@ def reserve(
             )
     if refusal is not None:
         with platform.store.transaction() as conn:
-            ledger.append(conn, who, "dp.budget.refused", f"dp-budget:{project}", refusal_details)
+            ledger.append(
+                conn, who, LedgerAction.DP_BUDGET_REFUSED, f"dp-budget:{project}", refusal_details
+            )
         raise refusal
     return Reservation(
         reservation_id,
@@ -238,7 +241,9 @@ def reserve(
 
 def _finish(reservation: Reservation, status: str, reason: str | None) -> None:
     platform = reservation.platform
-    action = {"spent": "dp.budget.spent", "released": "dp.budget.released"}[status]
+    action = {"spent": LedgerAction.DP_BUDGET_SPENT, "released": LedgerAction.DP_BUDGET_RELEASED}[
+        status
+    ]
     with platform.store.transaction() as conn:
         _lock_account(conn, reservation.project, reservation.account)
         rows = conn.execute(

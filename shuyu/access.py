@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from lineage import ledger
+from lineage.actions import LedgerAction
 from shuyu.errors import PermissionDenied
 from shuyu.permissions import Hidden
 from shuyu.platform import Platform
@@ -23,7 +24,7 @@ def enforced(platform: Platform, action: str, subject: str) -> Iterator[None]:
             ledger.append(
                 conn,
                 platform.actor,
-                "access.denied",
+                LedgerAction.ACCESS_DENIED,
                 subject,
                 {"action": action, "role": platform.user.role, "why": exc.message},
             )

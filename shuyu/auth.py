@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import insert, select, update
 
 from lineage import ledger
+from lineage.actions import LedgerAction
 from shuyu.canonical import as_utc, utcnow
 from shuyu.errors import NotFound, Unauthenticated, ValidationError
 from shuyu.permissions import User, check_can_manage_identities
@@ -38,7 +39,9 @@ MIN_PASSWORD = 12
 REFUSED = "the name or password is wrong, or the account is locked or disabled"
 
 
-def record_refusal(platform: Platform, action: str, subject: str, details: dict[str, Any]) -> None:
+def record_refusal(
+    platform: Platform, action: LedgerAction, subject: str, details: dict[str, Any]
+) -> None:
     """A denial as its own ledger entry: it survives whatever the request does next."""
     with platform.store.transaction() as conn:
         ledger.append(conn, platform.actor, action, subject, details)
@@ -67,7 +70,7 @@ def set_password(platform: Platform, name: str, password: str) -> dict[str, Any]
                 session_epoch=row.session_epoch + 1,  # sessions from the old password end
             )
         )
-        ledger.append(conn, platform.actor, "user.password_set", f"user:{name}", {})
+        ledger.append(conn, platform.actor, LedgerAction.USER_PASSWORD_SET, f"user:{name}", {})
     return {"name": name, "password_set": True}
 
 
@@ -96,7 +99,11 @@ def sign_in(platform: Platform, name: str, password: str, origin: str) -> tuple[
             conn.execute(update(users).where(users.c.name == name).values(**values))
         if why is not None:
             ledger.append(
-                conn, "anonymous", "auth.refused", f"user:{name}", {"why": why, "from": origin}
+                conn,
+                "anonymous",
+                LedgerAction.AUTH_REFUSED,
+                f"user:{name}",
+                {"why": why, "from": origin},
             )
         else:
             assert row is not None
@@ -106,7 +113,7 @@ def sign_in(platform: Platform, name: str, password: str, origin: str) -> tuple[
                     .where(users.c.name == name)
                     .values(failed_logins=0, locked_until=None)
                 )
-            ledger.append(conn, name, "auth.signed_in", f"user:{name}", {"from": origin})
+            ledger.append(conn, name, LedgerAction.AUTH_SIGNED_IN, f"user:{name}", {"from": origin})
             return user_from_row(conn, row), row.session_epoch
     raise Unauthenticated(REFUSED, fix="check the name and password, or ask an operator")
 
@@ -159,7 +166,7 @@ def create_token(
         ledger.append(
             conn,
             platform.actor,
-            "token.created",
+            LedgerAction.TOKEN_CREATED,
             f"user:{name}",
             {"token": token_id, "label": label, "expires_at": expires.isoformat()},
         )
@@ -176,7 +183,11 @@ def revoke_token(platform: Platform, token_id: str) -> dict[str, Any]:
             update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=utcnow())
         )
         ledger.append(
-            conn, platform.actor, "token.revoked", f"user:{row.user}", {"token": token_id}
+            conn,
+            platform.actor,
+            LedgerAction.TOKEN_REVOKED,
+            f"user:{row.user}",
+            {"token": token_id},
         )
     return {"id": token_id, "revoked": True}
 
@@ -228,7 +239,7 @@ def token_user(platform: Platform, secret: str, origin: str) -> User:
             return user_from_row(conn, row)
     record_refusal(
         platform.acting_as("anonymous"),
-        "auth.refused",
+        LedgerAction.AUTH_REFUSED,
         f"user:{row.user}" if row is not None else "token:unknown",
         {"why": why, "from": origin, "token": row.token_id if row is not None else None},
     )

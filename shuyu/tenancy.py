@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from lineage import ledger
+from lineage.actions import LedgerAction
 from shuyu.canonical import utcnow
 from shuyu.errors import Conflict, NotFound, ValidationError
 from shuyu.permissions import Role, check_can_manage_identities
@@ -34,7 +35,11 @@ def add_tenant(platform: Platform, name: str, title: str | None = None) -> dict[
             )
         )
         ledger.append(
-            conn, platform.actor, "tenant.added", f"tenant:{name}", {"title": title or name}
+            conn,
+            platform.actor,
+            LedgerAction.TENANT_ADDED,
+            f"tenant:{name}",
+            {"title": title or name},
         )
     return {"name": name, "title": title or name}
 
@@ -58,7 +63,9 @@ def ensure_project(
                 name=project, tenant=tenant, created_at=utcnow(), created_by=actor
             )
         )
-        ledger.append(conn, actor, "project.added", f"project:{project}", {"tenant": tenant})
+        ledger.append(
+            conn, actor, LedgerAction.PROJECT_ADDED, f"project:{project}", {"tenant": tenant}
+        )
     elif owner != tenant:
         raise ValidationError(
             f"project {project} belongs to another tenant",
@@ -105,7 +112,11 @@ def add_member(platform: Platform, project: str, user: str) -> dict[str, Any]:
                 )
             )
             ledger.append(
-                conn, platform.actor, "project.member_added", f"project:{project}", {"user": user}
+                conn,
+                platform.actor,
+                LedgerAction.PROJECT_MEMBER_ADDED,
+                f"project:{project}",
+                {"user": user},
             )
     return {"project": project, "user": user}
 
@@ -119,7 +130,11 @@ def remove_member(platform: Platform, project: str, user: str) -> dict[str, Any]
         if not gone:
             raise NotFound(f"{user} is not a member of {project}")
         ledger.append(
-            conn, platform.actor, "project.member_removed", f"project:{project}", {"user": user}
+            conn,
+            platform.actor,
+            LedgerAction.PROJECT_MEMBER_REMOVED,
+            f"project:{project}",
+            {"user": user},
         )
     return {"project": project, "user": user, "removed": True}
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from lineage import ledger
+from lineage.actions import LedgerAction
 from shuyu.canonical import as_utc, utcnow
 from shuyu.errors import Conflict, NotFound, ValidationError
 from shuyu.permissions import (
@@ -100,7 +101,7 @@ def add_user(
         ledger.append(
             conn,
             platform.actor,
-            "user.role_set",
+            LedgerAction.USER_ROLE_SET,
             f"user:{name}",
             {**values, "previous": existing.role if existing else None},
         )
@@ -137,7 +138,7 @@ def disable(platform: Platform, name: str, reason: str) -> dict[str, Any]:
         ledger.append(
             conn,
             platform.actor,
-            "user.disabled",
+            LedgerAction.USER_DISABLED,
             f"user:{name}",
             {"reason": reason, "tokens": revoked},
         )
@@ -153,7 +154,7 @@ def enable(platform: Platform, name: str) -> dict[str, Any]:
             .where(users.c.name == name)
             .values(disabled_at=None, failed_logins=0, locked_until=None)
         )
-        ledger.append(conn, platform.actor, "user.enabled", f"user:{name}", {})
+        ledger.append(conn, platform.actor, LedgerAction.USER_ENABLED, f"user:{name}", {})
     return {"name": name, "enabled": True}
 
 
@@ -194,7 +195,7 @@ def record_realname(platform: Platform, name: str, resident_id: str) -> dict[str
             .where(users.c.name == name)
             .values(realname_hmac=digest, realname_verified_at=now)
         )
-        ledger.append(conn, platform.actor, "user.realname_verified", f"user:{name}", {})
+        ledger.append(conn, platform.actor, LedgerAction.USER_REALNAME_VERIFIED, f"user:{name}", {})
     return {"name": name, "realname_verified_at": now.isoformat()}
 
 
@@ -206,7 +207,11 @@ def record_nda(platform: Platform, name: str, signed_on: date) -> dict[str, Any]
         _existing(conn, name)
         conn.execute(update(users).where(users.c.name == name).values(nda_signed_on=at))
         ledger.append(
-            conn, platform.actor, "user.nda_recorded", f"user:{name}", {"signed_on": str(signed_on)}
+            conn,
+            platform.actor,
+            LedgerAction.USER_NDA_RECORDED,
+            f"user:{name}",
+            {"signed_on": str(signed_on)},
         )
     return {"name": name, "nda_signed_on": str(signed_on)}
 

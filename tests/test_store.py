@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from lineage import ledger
+from lineage.actions import LedgerAction
 from shuyu.errors import PlatformError
 from shuyu.platform import Platform, open_platform
 from shuyu.schema import datasets
@@ -39,7 +40,9 @@ def test_project_keys_differ_between_projects(platform: Platform) -> None:
 def test_ledger_chain_verifies_and_detects_tampering(any_platform: Platform) -> None:
     with any_platform.store.transaction() as conn:
         for i in range(5):
-            ledger.append(conn, "alice", "test.event", f"thing:{i}", {"n": i, "名": "值"})
+            ledger.append(
+                conn, "alice", LedgerAction.WORKSPACE_BUILT, f"thing:{i}", {"n": i, "名": "值"}
+            )
     with any_platform.store.read() as conn:
         assert ledger.verify(conn).ok
         assert [e.subject for e in ledger.entries(conn, subject="thing:")] == [
@@ -55,7 +58,7 @@ def test_ledger_chain_verifies_and_detects_tampering(any_platform: Platform) -> 
 def test_ledger_detects_a_deleted_entry(any_platform: Platform) -> None:
     with any_platform.store.transaction() as conn:
         for i in range(3):
-            ledger.append(conn, "alice", "test.event", f"thing:{i}", {})
+            ledger.append(conn, "alice", LedgerAction.WORKSPACE_BUILT, f"thing:{i}", {})
         conn.execute(ledger_table.delete().where(ledger_table.c.seq == 2))
     with any_platform.store.read() as conn:
         assert not ledger.verify(conn).ok
@@ -66,7 +69,7 @@ def test_failed_transaction_leaves_neither_change_nor_ledger_entry(any_platform:
 
     with pytest.raises(RuntimeError), any_platform.store.transaction() as conn:
         conn.execute(datasets.insert().values(name="half", created_at=utcnow()))
-        ledger.append(conn, "alice", "dataset.registered", "dataset:half", {})
+        ledger.append(conn, "alice", LedgerAction.DATASET_REGISTERED, "dataset:half", {})
         raise RuntimeError("crash in the middle")
     with any_platform.store.read() as conn:
         assert conn.execute(select(datasets)).all() == []
@@ -77,7 +80,7 @@ def test_concurrent_appends_keep_one_unbroken_chain(any_platform: Platform) -> N
     def writer(name: str) -> None:
         for i in range(10):
             with any_platform.store.transaction() as conn:
-                ledger.append(conn, name, "test.event", f"{name}:{i}", {})
+                ledger.append(conn, name, LedgerAction.WORKSPACE_BUILT, f"{name}:{i}", {})
 
     threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(4)]
     for t in threads:
@@ -122,3 +125,16 @@ def test_unreachable_database_is_a_platform_error(tmp_path) -> None:
     ):
         conn.execute(select(datasets))
     assert "x@" not in str(err.value)  # the password is never shown
+
+
+def test_the_ledger_refuses_an_action_outside_the_closed_set(platform: Platform) -> None:
+    """Auditors query a closed vocabulary: a free string never becomes a ledger action."""
+    with pytest.raises(ValueError), platform.store.transaction() as conn:
+        ledger.append(conn, "alice", "job.vanished", "job:x", {})  # type: ignore[arg-type]
+
+
+def test_every_job_state_has_its_ledger_action() -> None:
+    from lineage.actions import job_transition
+    from shuyu.vocabulary import JobState
+
+    assert {job_transition(s).value for s in JobState} == {f"job.{s.value}" for s in JobState}
