@@ -47,18 +47,25 @@ class JobView:
             return self._full(detail)
         return self._analyst(detail)
 
-    def _analyst(self, detail: bool) -> dict[str, Any]:
+    def _identity(self) -> dict[str, Any]:
+        """What every reader sees alike: the platform's own fields, none written by the job."""
         j = self.job
-        base: dict[str, Any] = {
+        return {
             "id": j.id,
             "name": j.name,
             "project": j.project,
             "dev": j.dev,
             "state": j.state.value,
             "failure": j.failure,
-            "reason": analyst_reason(j.state, j.failure),
             "backend": j.backend,
             "submitted_by": j.submitted_by,
+        }
+
+    def _analyst(self, detail: bool) -> dict[str, Any]:
+        j = self.job
+        base: dict[str, Any] = {
+            **self._identity(),
+            "reason": analyst_reason(j.state, j.failure),
             "submitted_at": minute(j.submitted_at),
             "updated_at": minute(j.updated_at),
         }
@@ -80,16 +87,9 @@ class JobView:
     def _full(self, detail: bool) -> dict[str, Any]:
         j = self.job
         base: dict[str, Any] = {
-            "id": j.id,
-            "name": j.name,
-            "project": j.project,
-            "dev": j.dev,
-            "state": j.state.value,
-            "failure": j.failure,
+            **self._identity(),
             "reason": j.reason,
-            "backend": j.backend,
             "worker": j.worker,
-            "submitted_by": j.submitted_by,
             "submitted_at": j.submitted_at.isoformat(),
             "updated_at": j.updated_at.isoformat(),
         }
